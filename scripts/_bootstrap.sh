@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# Sourced by scripts/demo and scripts/test: makes the project's environment
+# exist and match what the repository asks for, on a fresh machine or an old one.
+#   ensure_python_env  -> .venv with `pip install -e .[dev]`, redone when pyproject.toml changes
+#   ensure_node_tools  -> scripts/node/node_modules (dynalite), redone when its lock changes
+# Each step is skipped when its stamp matches, so a second run costs well under a second.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+_say() { printf '[setup] %s\n' "$*" >&2; }
+
+_hash() { sha256sum "$@" | sha256sum | cut -c1-16; }
+
+_find_python() {
+  local cand
+  for cand in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    [ -n "$cand" ] || continue
+    if command -v "$cand" >/dev/null 2>&1 &&
+       "$cand" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$cand"; return 0
+    fi
+  done
+  return 1
+}
+
+ensure_python_env() {
+  local want stamp="$VENV/.ratebridge-stamp" base
+  want="$(_hash "$ROOT/pyproject.toml")"
+  if [ -x "$PY" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if [ ! -x "$PY" ]; then
+    base="$(_find_python)" || { _say "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 2; }
+    _say "creating .venv with $base"
+    "$base" -m venv "$VENV"
+  fi
+  _say "installing ratebridge and its dev tools into .venv (first run takes about a minute)"
+  "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev]"
+  echo "$want" > "$stamp"
+}
+
+ensure_node_tools() {
+  local dir="$ROOT/scripts/node" want stamp
+  stamp="$dir/node_modules/.ratebridge-stamp"
+  command -v npm >/dev/null 2>&1 || { _say "Node.js 18+ with npm is required for dynalite (apt-get install nodejs npm)"; exit 2; }
+  want="$(_hash "$dir/package.json" "$dir/package-lock.json")"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  _say "installing dynalite into scripts/node/node_modules"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$want" > "$stamp"
+}
