@@ -46,7 +46,12 @@ _NAMES = {
 
 
 def dynamodb_client(
-    *, region: str | None = None, endpoint_url: str | None = None, max_connections: int = 64
+    *,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    max_connections: int = 64,
+    connect_timeout: float = 2.0,
+    read_timeout: float = 3.0,
 ) -> DynamoDBClient:
     """A DynamoDB client for the hot path: short timeouts, few retries.
 
@@ -55,8 +60,8 @@ def dynamodb_client(
     the caller has a time budget, and the limiter fails closed anyway.
     """
     config = Config(
-        connect_timeout=2,
-        read_timeout=3,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": 2},
         max_pool_connections=max_connections,
     )

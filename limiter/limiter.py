@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limiter import gcra
 from limiter.errors import InvalidArgument, LimitNotConfigured, RateLimited
@@ -57,6 +57,12 @@ class _View:
     blocked_until_us: int
 
 
+@dataclass(slots=True)
+class _BucketLocks:
+    cold: threading.Lock = field(default_factory=threading.Lock)
+    idle: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Limiter:
     """Permission to call an upstream, shared by every process using the same tables.
 
@@ -77,7 +83,7 @@ class Limiter:
         self._sleep = sleep
         self._max_attempts = max_attempts
         self._views: dict[str, _View] = {}
-        self._cold: dict[str, threading.Lock] = {}
+        self._bucket_locks: dict[str, _BucketLocks] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -221,7 +227,7 @@ class Limiter:
                 (self._views[n].blocked_until_us for n in names if n in self._views), default=0
             )
             if blocked_us <= at_us:
-                return Grant(names, tokens, gcra.to_seconds(at_us), requested)
+                return Grant(names, tokens, at_us, requested)
             floor_us = blocked_us
         raise RateLimited(names[0], 0.0, reason="blocked repeatedly while waiting")
 
@@ -245,7 +251,7 @@ class Limiter:
         timeout = real_number("timeout", timeout, low=0.0, high=MAX_TIMEOUT)
         requested = self._clock()
         slots = self._reserve_one(name, count, 0, gcra.to_us(requested + timeout))
-        return Schedule(name, tuple(gcra.to_seconds(s) for s in slots), requested)
+        return Schedule(name, tuple(slots), requested)
 
     def block(self, bucket: str, seconds: float) -> float:
         """Grant nothing on `bucket` for `seconds` from now, for every caller.
@@ -308,11 +314,17 @@ class Limiter:
         """Reserve `count` slots on one bucket, none before `floor_us`, the last by
         `deadline_us`. Returns the slots (epoch microseconds)."""
         rate = gcra.Rate(1, 0)
+        # The request arrives once: every retry plans with the same `now`. After
+        # losing the idle race the item shows tat >= now, so the retry takes the
+        # busy branch, which no concurrent writer can make fail. (With a fresh
+        # now per retry, a backend slower than the interval T could keep a
+        # caller losing the idle race.) A slot may then lie a round trip in the
+        # past; the jitter allowance in `gcra.Rate` covers that.
+        now_us = gcra.to_us(self._clock())
+        deadline = max(deadline_us, now_us)  # timeout 0 means "if free right now"
         for _ in range(self._max_attempts):
             view = self._view(name)
             rate = view.rate
-            now_us = gcra.to_us(self._clock())
-            deadline = max(deadline_us, now_us)  # timeout 0 means "if free right now"
             eff = max(now_us, view.blocked_until_us, floor_us)
             last = gcra.last_slot(view.tat_us, eff, count, rate)
             if last > deadline:
@@ -320,16 +332,32 @@ class Limiter:
                 # at least this long: refuse without a request.
                 reason = "blocked" if view.blocked_until_us > now_us else "bucket is full"
                 raise RateLimited(name, gcra.to_seconds(last - now_us), reason=reason)
-            busy = view.tat_us >= eff
             try:
-                new_tat = self.store.reserve(
-                    name,
-                    version=view.version,
-                    tokens=count,
-                    add_us=count * rate.interval_us,
-                    eff_us=eff,
-                    ceiling_us=gcra.busy_ceiling(deadline, count, rate) if busy else None,
-                )
+                if view.tat_us >= eff:
+                    new_tat = self.store.reserve(
+                        name,
+                        version=view.version,
+                        tokens=count,
+                        add_us=count * rate.interval_us,
+                        eff_us=eff,
+                        ceiling_us=gcra.busy_ceiling(deadline, count, rate),
+                    )
+                else:
+                    # Only one thread per process tries the idle branch at a time:
+                    # the others wait one round trip and then know the bucket is
+                    # busy, instead of all failing the same condition.
+                    with self._locks(name).idle:
+                        if self._views.get(name) is not view or view.tat_us >= eff:
+                            continue  # someone here just moved it: plan again
+                        new_tat = self.store.reserve(
+                            name,
+                            version=view.version,
+                            tokens=count,
+                            add_us=count * rate.interval_us,
+                            eff_us=eff,
+                            ceiling_us=None,
+                        )
+                        self._advance(name, view.version, new_tat)
             except ConditionFailed as failed:
                 self._refresh(name, failed.state)
                 continue
@@ -342,20 +370,24 @@ class Limiter:
         )
 
     def _sleep_until(self, at_us: int) -> None:
-        while (remaining := at_us / gcra.US_PER_SECOND - self._clock()) > 0:
-            self._sleep(remaining)
+        # Compared in whole microseconds, so a float clock cannot leave a
+        # remainder too small to sleep away.
+        while (remaining_us := at_us - gcra.to_us(self._clock())) > 0:
+            self._sleep(gcra.to_seconds(remaining_us))
 
     def _view(self, name: str) -> _View:
         view = self._views.get(name)
         if view is not None:
             return view
-        with self._lock:
-            cold = self._cold.setdefault(name, threading.Lock())
-        with cold:  # one first read per bucket per process, not one per thread
+        with self._locks(name).cold:  # one first read per bucket per process, not per thread
             view = self._views.get(name)
             if view is not None:
                 return view
             return self._load(name)
+
+    def _locks(self, name: str) -> _BucketLocks:
+        with self._lock:
+            return self._bucket_locks.setdefault(name, _BucketLocks())
 
     def _load(self, name: str) -> _View:
         state, configured = self.store.read_config(name)

@@ -98,14 +98,20 @@ class Limit:
 class Grant:
     """Permission for `tokens` requests on every bucket in `buckets`, from time `at`.
 
-    `at` is the slot the limiter reserved (epoch seconds); `acquire` returns
-    once the clock has reached it. `waited` is how long the caller was held.
+    `at_us` is the slot the limiter reserved (epoch microseconds, exact);
+    `acquire` returns once the clock has reached it. `waited` is how long the
+    caller was held.
     """
 
     buckets: tuple[str, ...]
     tokens: int
-    at: float
+    at_us: int
     requested_at: float
+
+    @property
+    def at(self) -> float:
+        """The slot in epoch seconds."""
+        return gcra.to_seconds(self.at_us)
 
     @property
     def waited(self) -> float:
@@ -123,18 +129,22 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """`len(slots)` consecutive grants on `bucket`, one per slot (epoch seconds).
+    """`len(slots_us)` consecutive grants on `bucket`, one per slot.
 
     Made by one DynamoDB write; the caller paces its requests locally, sending
-    request k no earlier than `slots[k]`.
+    request k no earlier than `slots[k]` (epoch seconds; `slots_us` exact).
     """
 
     bucket: str
-    slots: tuple[float, ...]
+    slots_us: tuple[int, ...]
     requested_at: float
 
+    @property
+    def slots(self) -> tuple[float, ...]:
+        return tuple(gcra.to_seconds(s) for s in self.slots_us)
+
     def __len__(self) -> int:
-        return len(self.slots)
+        return len(self.slots_us)
 
 
 @dataclass(frozen=True, slots=True)
