@@ -38,8 +38,13 @@ ensure_python_env() {
     "$base" -m venv "$VENV"
   fi
   _say "installing ratebridge and its dev tools into .venv (first run takes about a minute)"
-  "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[dev]"
+  local log="$VENV/setup.log"
+  if ! { "$PY" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$PY" -m pip install --disable-pip-version-check -e "$ROOT[dev]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    _say "pip failed; the whole log is in $log"
+    exit 1
+  fi
   echo "$want" > "$stamp"
 }
 

@@ -142,8 +142,13 @@ def _start(name: str, argv_for_port: list[str], port: int | None, timeout: float
 
 
 def start_moto(port: int | None = None, timeout: float = 30.0) -> LocalServer:
-    """moto server (every AWS service moto emulates) on 127.0.0.1."""
-    argv = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", "{port}"]
+    """moto server (every AWS service moto emulates) on 127.0.0.1.
+
+    Runs through `ratebridge_tools.motoserver`, which gives moto's DynamoDB
+    the per-item write atomicity real DynamoDB has (moto's threaded server
+    loses concurrent updates; see that module).
+    """
+    argv = [sys.executable, "-m", "ratebridge_tools.motoserver", "-H", LOOPBACK, "-p", "{port}"]
     return _start("moto", argv, port, timeout)
 
 

@@ -1,0 +1,254 @@
+"""`ratebridge`: the operator CLI and the local tools.
+
+Against AWS or local endpoints alike, through the standard AWS settings
+(AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, ...). Exit codes: 0 done,
+1 failed (DynamoDB unavailable, ...), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError
+
+from limiter import (
+    InvalidArgument,
+    Limit,
+    LimiterError,
+    LimiterSettings,
+)
+from limiter import Limiter as _Limiter
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _limiter() -> _Limiter:
+    return _Limiter.from_env(LimiterSettings.from_env())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,16,64, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+# -- tables and limits ---------------------------------------------------------
+
+
+def cmd_tables_create(args: argparse.Namespace) -> int:
+    lim = _limiter()
+    lim.create_tables()
+    settings = LimiterSettings.from_env()
+    print(f"tables ready: {settings.buckets_table}, {settings.limits_table}")
+    return 0
+
+
+def cmd_limits_set(args: argparse.Namespace) -> int:
+    limit = _limiter().set_limit(args.bucket, args.requests, args.per, args.burst)
+    print(f"{args.bucket}: {limit} (takes effect on every caller's next acquire)")
+    return 0
+
+
+def cmd_limits_get(args: argparse.Namespace) -> int:
+    limit = _limiter().get_limit(args.bucket)
+    if args.json:
+        print(json.dumps({"bucket": args.bucket, **_limit_dict(limit)}))
+    else:
+        print(f"{args.bucket}: {limit}")
+    return 0
+
+
+def cmd_limits_list(args: argparse.Namespace) -> int:
+    configured = _limiter().list_limits()
+    if args.json:
+        rows = [
+            {"bucket": c.bucket, **_limit_dict(c.limit), "version": c.version} for c in configured
+        ]
+        print(json.dumps(rows))
+        return 0
+    if not configured:
+        print(
+            "no limits configured: add one with `ratebridge limits set BUCKET --requests N --per S`"
+        )
+        return 0
+    for c in configured:
+        print(f"{c.bucket}: {c.limit} (version {c.version})")
+    return 0
+
+
+def cmd_limits_delete(args: argparse.Namespace) -> int:
+    if _limiter().delete_limit(args.bucket):
+        print(f"{args.bucket}: deleted; its callers now get LimitNotConfigured")
+        return 0
+    print(f"{args.bucket}: no such limit", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _limit_dict(limit: Limit) -> dict[str, object]:
+    return {"requests": limit.requests, "per_seconds": limit.per_seconds, "burst": limit.burst}
+
+
+# -- benchmarks -------------------------------------------------------------------
+
+
+def cmd_bench_limiter(args: argparse.Namespace) -> int:
+    from ratebridge_tools.bench import limiter as bench
+
+    config = bench.BenchConfig(
+        backend=args.backend,
+        callers=args.callers,
+        requests=args.requests,
+        per_seconds=args.per,
+        burst=args.burst,
+        duration=args.duration,
+        strategies=tuple(args.strategies.split(",")),
+    )
+    cells = bench.run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(
+        f"\nlimiter benchmark: {config.requests} per {config.per_seconds:g}s "
+        f"(burst {config.burst}), {config.duration:g}s per cell, backend {config.backend}\n"
+    )
+    print(bench.table(cells))
+    if args.json:
+        with open(args.json, "w") as out:
+            out.write(bench.to_json(config, cells))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ratebridge_tools import demo_limiter
+
+    config = demo_limiter.DemoConfig(
+        processes=args.processes,
+        threads=args.threads,
+        requests=args.requests,
+        per_seconds=args.per,
+        burst=args.burst,
+        duration=args.duration,
+    )
+    Limit(config.requests, config.per_seconds, config.burst)  # validate before starting servers
+    result = demo_limiter.run(config, say=lambda line: print(line, flush=True))
+    print()
+    print(demo_limiter.report(result))
+    return 0
+
+
+# -- the parser ---------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ratebridge",
+        description="Operate ratebridge's shared rate limits, and run its local tools.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tables = commands.add_parser("tables", help="create the DynamoDB tables (local use)")
+    tables_sub = tables.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tables_sub.add_parser("create", help="create the limiter's tables if missing").set_defaults(
+        handler=cmd_tables_create
+    )
+
+    limits = commands.add_parser("limits", help="set, get, list or delete rate limits")
+    limits_sub = limits.add_subparsers(dest="action", required=True, metavar="ACTION")
+    set_ = limits_sub.add_parser("set", help="set a bucket's limit (effective at once)")
+    set_.add_argument("bucket")
+    set_.add_argument("--requests", type=_positive_int, required=True, help="requests per window")
+    set_.add_argument("--per", type=_number, required=True, metavar="SECONDS", help="window length")
+    set_.add_argument("--burst", type=_positive_int, default=1, help="grants at once (default 1)")
+    set_.set_defaults(handler=cmd_limits_set)
+    get = limits_sub.add_parser("get", help="show a bucket's limit")
+    get.add_argument("bucket")
+    get.add_argument("--json", action="store_true")
+    get.set_defaults(handler=cmd_limits_get)
+    list_ = limits_sub.add_parser("list", help="list every limit")
+    list_.add_argument("--json", action="store_true")
+    list_.set_defaults(handler=cmd_limits_list)
+    delete = limits_sub.add_parser("delete", help="delete a bucket's limit and state")
+    delete.add_argument("bucket")
+    delete.set_defaults(handler=cmd_limits_delete)
+
+    bench = commands.add_parser("bench", help="benchmarks that print comparison tables")
+    bench_sub = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    bl = bench_sub.add_parser(
+        "limiter", help="ratebridge's limiter vs the fine-grained-rate-limit demo, side by side"
+    )
+    bl.add_argument("--backend", choices=("dynalite", "moto"), default="dynalite")
+    bl.add_argument("--callers", type=_int_list, default=(1, 16, 64), help="e.g. 1,16,64")
+    bl.add_argument("--requests", type=_positive_int, default=100)
+    bl.add_argument("--per", type=_number, default=1.0, metavar="SECONDS")
+    bl.add_argument("--burst", type=_positive_int, default=1)
+    bl.add_argument("--duration", type=_number, default=10.0, metavar="SECONDS")
+    bl.add_argument("--strategies", default="fine-grained-demo,ratebridge")
+    bl.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bl.set_defaults(handler=cmd_bench_limiter)
+    demo = commands.add_parser(
+        "demo", help="run the main job locally on embedded servers (what scripts/demo runs)"
+    )
+    demo.add_argument("--processes", type=_positive_int, default=4, help="worker processes")
+    demo.add_argument("--threads", type=_positive_int, default=8, help="workers per process")
+    demo.add_argument("--requests", type=_positive_int, default=50)
+    demo.add_argument("--per", type=_number, default=1.0, metavar="SECONDS")
+    demo.add_argument("--burst", type=_positive_int, default=1)
+    demo.add_argument("--duration", type=_number, default=10.0, metavar="SECONDS")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("ratebridge: interrupted", file=sys.stderr)
+        return 130
+    except (LimiterError, BotoCoreError) as exc:
+        message, code = explain(exc)
+        print(f"ratebridge: {message}", file=sys.stderr)
+        return code
+
+
+def explain(exc: Exception) -> tuple[str, int]:
+    """What to tell the operator about `exc`, and the exit code."""
+    if isinstance(exc, InvalidArgument):
+        return str(exc), EXIT_USAGE
+    text = str(exc)
+    if isinstance(exc, NoCredentialsError) or "NoCredentialsError" in text:
+        return (
+            f"{text}\n  no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID",
+            EXIT_FAILED,
+        )
+    if isinstance(exc, NoRegionError) or "NoRegionError" in text:
+        return f"{text}\n  no AWS region configured: set AWS_REGION", EXIT_FAILED
+    return text, EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
