@@ -158,6 +158,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from ratebridge_tools.emulator.__main__ import main as emulator_main
+
+    return emulator_main(args.emulator_args)
+
+
 # -- the parser ---------------------------------------------------------------------
 
 
@@ -207,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--strategies", default="fine-grained-demo,ratebridge")
     bl.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bl.set_defaults(handler=cmd_bench_limiter)
+    emulator = commands.add_parser(
+        "emulator",
+        help="a local Genesys Cloud API emulator (`ratebridge emulator --help` for its knobs)",
+        add_help=False,
+    )
+    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    emulator.set_defaults(handler=cmd_emulator)
+
     demo = commands.add_parser(
         "demo", help="run the main job locally on embedded servers (what scripts/demo runs)"
     )
