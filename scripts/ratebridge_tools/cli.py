@@ -158,10 +158,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_emulator(args: argparse.Namespace) -> int:
+def run_emulator(argv: Sequence[str]) -> int:
     from ratebridge_tools.emulator.__main__ import main as emulator_main
 
-    return emulator_main(args.emulator_args)
+    return emulator_main(list(argv))
 
 
 # -- the parser ---------------------------------------------------------------------
@@ -213,13 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--strategies", default="fine-grained-demo,ratebridge")
     bl.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bl.set_defaults(handler=cmd_bench_limiter)
-    emulator = commands.add_parser(
+    # Listed for --help; main() hands its arguments to the emulator's own parser.
+    commands.add_parser(
         "emulator",
         help="a local Genesys Cloud API emulator (`ratebridge emulator --help` for its knobs)",
         add_help=False,
     )
-    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
-    emulator.set_defaults(handler=cmd_emulator)
 
     demo = commands.add_parser(
         "demo", help="run the main job locally on embedded servers (what scripts/demo runs)"
@@ -235,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        return run_emulator(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
