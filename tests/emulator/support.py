@@ -66,8 +66,8 @@ def token_request(
     )
 
 
-def get_token(url: str) -> str:
-    answer = token_request(url)
+def get_token(url: str, client_id: str = LOCAL_CLIENT_ID, secret: str = LOCAL_CLIENT_SECRET) -> str:
+    answer = token_request(url, client_id, secret)
     assert answer.status == 200, answer.body
     token = answer.body["access_token"]
     assert isinstance(token, str)

@@ -222,6 +222,7 @@ def test_api_calls_need_a_known_bearer_token(emu: EmulatorServer) -> None:
     assert_genesys_error(unknown, 401, "bad.credentials")
     assert unknown.body["message"] == "Invalid login credentials."
     assert emu.requests()[-1].token_id == token_id_of("not-a-token-we-issued")
+    assert emu.requests()[-1].client_id is None  # an unknown token has no client
 
 
 def test_revoked_tokens_are_refused(emu: EmulatorServer) -> None:
@@ -246,6 +247,8 @@ def test_tokens_expire_on_the_emulator_clock() -> None:
         clock.advance(0.25)
         # Then the token is refused as expired
         assert_genesys_error(api_get(emu.url, token), 401, "credentials.expired")
+        # And both API records name the token's client
+        assert [r.client_id for r in api_records(emu.requests())] == [LOCAL_CLIENT_ID] * 2
 
 
 # -- entities through the real SDK ------------------------------------------
@@ -548,6 +551,7 @@ def test_hanging_requests_can_close_without_answering(emu: EmulatorServer) -> No
         ({"rate_limit": 0}, "rate_limit must be an integer >= 1"),
         ({"error_rate": "high"}, "error_rate must be a number"),
         ({"window_mode": "rolling"}, "window_mode must be one of"),
+        ({"limit_scope": "per-org"}, "limit_scope must be one of"),
         ({"missing_ids": ["nope"]}, "missing_ids must contain only UUIDs"),
         ({"speed": 11}, "unknown knob"),
     ],

@@ -234,6 +234,7 @@ def test_every_field_is_a_documented_knob() -> None:
         ({"error_rate": 1.5}, "error_rate must be a number between 0 and 1"),
         ({"error_status": 404}, "error_status must be an integer between 500 and 599"),
         ({"window_mode": "rolling"}, "window_mode must be one of"),
+        ({"limit_scope": "org"}, "limit_scope must be one of"),
         ({"token_endpoint_down": 1}, "token_endpoint_down must be true or false"),
         ({"missing_ids": "abc"}, "missing_ids must be a list of UUIDs"),
         ({"missing_ids": ["abc"]}, "missing_ids must contain only UUIDs"),

@@ -3,7 +3,9 @@
 `handle` turns one parsed request into a `Reply` (status, headers, JSON body,
 what to record, and the delay or hang the server must apply). It does no I/O
 and holds the state's lock for the whole decision, so the fault draws, the
-token check and the rate window see one consistent state.
+token check and the rate window see one consistent state. The rate window is
+the token's or, with `limit_scope` "client", the one its OAuth client's tokens
+share.
 
 Order for an API request (why: a gateway authenticates and counts before the
 service behind it can fail): authenticate -> rate window -> injected fault
@@ -258,13 +260,16 @@ def _api(state: EmulatorState, cfg: EmulatorConfig, request: Request, draw: Faul
     if token is None:
         return genesys_error(401, *_AUTH_REQUIRED)
     token_id = token_id_of(token)
-    status, _info = state.check_token(token, request.arrival)
-    if status is not TokenStatus.VALID:
+    status, info = state.check_token(token, request.arrival)
+    if info is None or status is not TokenStatus.VALID:
         code = _CREDENTIALS_EXPIRED if status is TokenStatus.EXPIRED else _BAD_CREDENTIALS
-        return replace(genesys_error(401, *code), token_id=token_id)
-    decision = state.admit_api(token_id, request.arrival)
+        # An expired token still names its OAuth client in the record.
+        client_id = None if info is None else info.client_id
+        return replace(genesys_error(401, *code), token_id=token_id, client_id=client_id)
+    client_id = info.client_id
+    decision = state.admit_api(token_id, client_id, request.arrival)
     if not decision.admitted:
-        return replace(too_many_requests(decision), token_id=token_id)
+        return replace(too_many_requests(decision), token_id=token_id, client_id=client_id)
 
     if draw.error < cfg.error_rate:
         reply = status_error(cfg.error_status)
@@ -273,7 +278,7 @@ def _api(state: EmulatorState, cfg: EmulatorConfig, request: Request, draw: Faul
     else:
         reply = _route(cfg, request)
     headers = {**reply.headers, **_ratelimit_headers(decision)}
-    return replace(reply, headers=headers, token_id=token_id, admitted=True)
+    return replace(reply, headers=headers, token_id=token_id, client_id=client_id, admitted=True)
 
 
 def _route(cfg: EmulatorConfig, request: Request) -> Reply:

@@ -22,6 +22,7 @@ LOCAL_CLIENT_SECRET = "ratebridge-local-secret"  # noqa: S105 - local placeholde
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 WindowMode = Literal["fixed", "sliding"]
+LimitScope = Literal["token", "client"]
 HangAction = Literal["504", "close"]
 KnobKind = Literal["int", "float", "choice", "bool", "ids", "clients"]
 
@@ -148,9 +149,17 @@ KNOBS: dict[str, Knob] = {
         "float", "length of the token endpoint's rate window in seconds", low=0, low_open=True
     ),
     "token_endpoint_down": Knob("bool", "when true, POST /oauth/token answers 503"),
-    "rate_limit": Knob("int", "API requests admitted per access token per window", low=1),
+    "rate_limit": Knob(
+        "int", "API requests admitted per window, per access token or client (limit_scope)", low=1
+    ),
     "rate_period_s": Knob(
         "float", "length of the API rate window in seconds", low=0, low_open=True
+    ),
+    "limit_scope": Knob(
+        "choice",
+        "whose window the API limit counts: token (each access token its own, as "
+        "Genesys's token.rate.per.minute) or client (all tokens of one OAuth client share one)",
+        choices=("token", "client"),
     ),
     "window_mode": Knob(
         "choice",
@@ -198,6 +207,7 @@ class EmulatorConfig:
     token_endpoint_down: bool = False
     rate_limit: int = 300
     rate_period_s: float = 60.0
+    limit_scope: LimitScope = "token"
     window_mode: WindowMode = "sliding"
     latency_ms: float = 0.0
     jitter_ms: float = 0.0

@@ -1,9 +1,10 @@
 """Everything the emulator remembers, behind one lock.
 
-Tokens (by their SHA-256, never the token itself), the rate windows of each
-access token and each OAuth client, the request record, the live config and
-the fault-injection random generator. Time comes from an injected clock
-(`Callable[[], float]`, default `time.time`) so tests can drive it.
+Tokens (by their SHA-256, never the token itself), the rate windows (API
+requests per access token and per OAuth client, token requests per client),
+the request record, the live config and the fault-injection random generator.
+Time comes from an injected clock (`Callable[[], float]`, default `time.time`)
+so tests can drive it.
 """
 
 from __future__ import annotations
@@ -40,8 +41,13 @@ class RequestRecord:
 
     `time` is the arrival (epoch seconds, when the request line was read);
     `status` is None when the connection was closed without an answer;
+    `token_id` names the bearer token presented (None on token requests);
+    `client_id` is the OAuth client: the one asking for a token, or the one
+    whose token made an API request (None when the token is unknown or none
+    was sent), so per-client figures can be recounted from the record;
     `admitted` is true when the request counted against a rate window (API
-    requests against their token's, token requests against their client's).
+    requests against their token's and their client's, token requests
+    against their client's).
     `duration` runs from arrival until the answer was ready to write (injected
     delays and hangs included). Records are appended, and indexed, in that
     order, before the answer is written: a client that has its answer finds
@@ -86,7 +92,9 @@ class EmulatorStats:
     """Totals over the records kept, and the busiest sliding window.
 
     `max_in_window` is the most admitted API requests (paths under /api/) in any
-    half-open window (s - window_s, s] of arrival times, overall and per token.
+    half-open window (s - window_s, s] of arrival times, overall, per token
+    (`max_in_window_by_token`) and per OAuth client (`max_in_window_by_client`,
+    all that client's tokens together: what `limit_scope` "client" bounds).
     `truncated` is true when older records were dropped (`dropped` of them), in
     which case every figure covers only the records kept.
     """
@@ -99,6 +107,7 @@ class EmulatorStats:
     rate_limited: int
     max_in_window: int
     max_in_window_by_token: dict[str, int]
+    max_in_window_by_client: dict[str, int]
     truncated: bool
     dropped: int
 
@@ -108,19 +117,16 @@ class EmulatorStats:
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> EmulatorStats:
         """Raises KeyError or TypeError when `data` is not a stats object."""
-        by_status = data["by_status"]
-        by_token = data["max_in_window_by_token"]
-        if not isinstance(by_status, Mapping) or not isinstance(by_token, Mapping):
-            raise TypeError("by_status and max_in_window_by_token must be objects")
         return cls(
             window_s=_as_float(data["window_s"]),
             total=_as_int(data["total"]),
-            by_status={str(k): _as_int(v) for k, v in by_status.items()},
+            by_status=_as_counts(data, "by_status"),
             api_requests=_as_int(data["api_requests"]),
             token_requests=_as_int(data["token_requests"]),
             rate_limited=_as_int(data["rate_limited"]),
             max_in_window=_as_int(data["max_in_window"]),
-            max_in_window_by_token={str(k): _as_int(v) for k, v in by_token.items()},
+            max_in_window_by_token=_as_counts(data, "max_in_window_by_token"),
+            max_in_window_by_client=_as_counts(data, "max_in_window_by_client"),
             truncated=bool(data["truncated"]),
             dropped=_as_int(data["dropped"]),
         )
@@ -138,6 +144,13 @@ def _as_float(value: object) -> float:
     return float(value)
 
 
+def _as_counts(data: Mapping[str, object], name: str) -> dict[str, int]:
+    value = data[name]
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be an object")
+    return {str(k): _as_int(v) for k, v in value.items()}
+
+
 def status_key(status: int | None) -> str:
     """How a status is named in `EmulatorStats.by_status` ("closed": no answer)."""
     return "closed" if status is None else str(status)
@@ -149,6 +162,7 @@ def compute_stats(records: Iterable[RequestRecord], window_s: float, dropped: in
     api = tokens = limited = 0
     admitted_times: list[float] = []
     by_token: dict[str, list[float]] = {}
+    by_client: dict[str, list[float]] = {}
     for rec in records:
         key = status_key(rec.status)
         by_status[key] = by_status.get(key, 0) + 1
@@ -158,6 +172,7 @@ def compute_stats(records: Iterable[RequestRecord], window_s: float, dropped: in
             if rec.admitted:
                 admitted_times.append(rec.time)
                 by_token.setdefault(rec.token_id or "", []).append(rec.time)
+                by_client.setdefault(rec.client_id or "", []).append(rec.time)
         elif rec.path == "/oauth/token":
             tokens += 1
     total = sum(by_status.values())
@@ -170,6 +185,7 @@ def compute_stats(records: Iterable[RequestRecord], window_s: float, dropped: in
         rate_limited=limited,
         max_in_window=max_in_window(admitted_times, window_s),
         max_in_window_by_token={k: max_in_window(v, window_s) for k, v in by_token.items()},
+        max_in_window_by_client={k: max_in_window(v, window_s) for k, v in by_client.items()},
         truncated=dropped > 0,
         dropped=dropped,
     )
@@ -213,8 +229,11 @@ class EmulatorState:
         self._config = self._initial
         self._rng = random.Random(self._initial.seed)  # noqa: S311 - reproducible faults
         self._tokens: dict[str, TokenInfo] = {}
-        self._api_windows = RateWindows()
-        self._client_windows = RateWindows()
+        # Admitted API requests are kept per token and per client whatever
+        # `limit_scope` judges, so switching it applies to the history kept.
+        self._api_token_windows = RateWindows()
+        self._api_client_windows = RateWindows()
+        self._token_request_windows = RateWindows()
         self._records: deque[RequestRecord] = deque()
         self._dropped = 0
         self.started_at = clock()
@@ -229,7 +248,8 @@ class EmulatorState:
 
         Raises ConfigError (nothing changes) on an unknown knob or a bad value.
         Setting `seed` re-seeds the fault generator; windows and tokens are
-        kept, so a new limit applies to the history already recorded.
+        kept, so a new limit, period, mode or scope applies to the history
+        already recorded.
         """
         with self.lock:
             self._config = self._config.with_changes(changes)
@@ -258,8 +278,9 @@ class EmulatorState:
                 self._config = self._initial
             self._rng = random.Random(self._config.seed)  # noqa: S311
             self._tokens.clear()
-            self._api_windows.clear()
-            self._client_windows.clear()
+            self._api_token_windows.clear()
+            self._api_client_windows.clear()
+            self._token_request_windows.clear()
             self._records.clear()
             self._dropped = 0
 
@@ -299,23 +320,36 @@ class EmulatorState:
 
     # -- rate windows ------------------------------------------------------
 
-    def admit_api(self, token_id: str, now: float) -> Decision:
-        """Judge one API request of `token_id` against the per-token limit."""
+    def admit_api(self, token_id: str, client_id: str, now: float) -> Decision:
+        """Judge one API request of `token_id` (a token of `client_id`).
+
+        `limit_scope` says whose window is judged: the token's, or the one all
+        of the client's tokens share. An admitted request is remembered in the
+        other one too, so both always hold every admitted request.
+        """
         with self.lock:
             cfg = self._config
-            return self._api_windows.admit(
-                token_id,
+            judged, kept = self._api_token_windows, self._api_client_windows
+            judged_key, kept_key = token_id, client_id
+            if cfg.limit_scope == "client":
+                judged, kept = kept, judged
+                judged_key, kept_key = kept_key, judged_key
+            decision = judged.admit(
+                judged_key,
                 now,
                 limit=cfg.rate_limit,
                 period_s=cfg.rate_period_s,
                 mode=cfg.window_mode,
             )
+            if decision.admitted:
+                kept.remember(kept_key, now, period_s=cfg.rate_period_s)
+            return decision
 
     def admit_token_request(self, client_id: str, now: float) -> Decision:
         """Judge one token request of `client_id` against the per-client limit."""
         with self.lock:
             cfg = self._config
-            return self._client_windows.admit(
+            return self._token_request_windows.admit(
                 client_id,
                 now,
                 limit=cfg.token_rate_limit,

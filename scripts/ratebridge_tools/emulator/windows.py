@@ -88,6 +88,17 @@ class RateWindows:
             return self._fixed(times, now, limit, period_s)
         return self._sliding(times, now, limit, period_s)
 
+    def remember(self, key: str, now: float, *, period_s: float) -> None:
+        """Count an arrival of `key` at `now` admitted under another key's limit.
+
+        No verdict: this keeps a second history of the same admitted requests
+        (e.g. per OAuth client while the limit is per token), so that switching
+        which key is judged applies at once to the history already kept.
+        """
+        times = self._times.setdefault(key, [])
+        self._prune(times, now - 2 * period_s)
+        bisect.insort(times, now)
+
     @staticmethod
     def _prune(times: list[float], older_than: float) -> None:
         # Arrivals judged out of order are milliseconds apart, never a period,
