@@ -96,14 +96,14 @@ class Limiter:
         sleep: Sleep = time.sleep,
     ) -> Limiter:
         """A limiter on the tables named by the environment (see `LimiterSettings`)."""
-        from limiter.dynamodb import DynamoDBStore
+        from limiter.dynamodb import DynamoDBStore, dynamodb_client
 
         settings = settings or LimiterSettings.from_env()
         store = DynamoDBStore(
             buckets_table=settings.buckets_table,
             limits_table=settings.limits_table,
-            client=client,  # type: ignore[arg-type]
-            region=settings.region,
+            client=client  # type: ignore[arg-type]
+            or dynamodb_client(region=settings.region, endpoint_url=settings.endpoint_url),
         )
         return cls(store, clock=clock, sleep=sleep)
 
@@ -219,7 +219,8 @@ class Limiter:
                 )
         floor_us = 0
         for _ in range(self._max_attempts):
-            at_us = self._reserve_together(names, tokens, floor_us, deadline_us)
+            now_us = gcra.to_us(self._clock())
+            at_us = self._reserve_together(names, tokens, now_us, floor_us, deadline_us)
             self._sleep_until(at_us)
             # A block learned while we slept may cover our slot: then go again
             # after it. (The store refused any block older than the reservation.)
@@ -250,7 +251,9 @@ class Limiter:
         whole_number("count", count, low=1, high=MAX_SCHEDULE)
         timeout = real_number("timeout", timeout, low=0.0, high=MAX_TIMEOUT)
         requested = self._clock()
-        slots = self._reserve_one(name, count, 0, gcra.to_us(requested + timeout))
+        slots = self._reserve_one(
+            name, count, gcra.to_us(requested), 0, gcra.to_us(requested + timeout)
+        )
         return Schedule(name, tuple(slots), requested)
 
     def block(self, bucket: str, seconds: float) -> float:
@@ -283,15 +286,17 @@ class Limiter:
     # -- internals ---------------------------------------------------------------
 
     def _reserve_together(
-        self, names: tuple[str, ...], tokens: int, floor_us: int, deadline_us: int
+        self, names: tuple[str, ...], tokens: int, now_us: int, floor_us: int, deadline_us: int
     ) -> int:
-        """One slot valid on every bucket. The likely bottleneck goes first; the
-        others reserve at its slot. A bucket that can only grant later makes
-        the earlier ones reserve again at that later slot (their first slot is
-        left unused: a wasted slot is safe, a slot used late is not)."""
+        """One slot valid on every bucket, for a request arriving at `now_us`.
+
+        The likely bottleneck goes first; the others reserve at its slot. All
+        plan with the same arrival time, so idle buckets agree on the slot. A
+        bucket that can only grant later makes the earlier ones reserve again
+        at that later slot (their first slot is left unused: a wasted slot is
+        safe, a slot used late is not)."""
         if len(names) == 1:
-            return self._reserve_one(names[0], tokens, floor_us, deadline_us)[-1]
-        now_us = gcra.to_us(self._clock())
+            return self._reserve_one(names[0], tokens, now_us, floor_us, deadline_us)[-1]
 
         def estimate(name: str) -> int:
             view = self._view(name)
@@ -303,24 +308,28 @@ class Limiter:
         for _ in range(self._max_attempts):
             for name in order:
                 if name not in got:
-                    got[name] = self._reserve_one(name, tokens, floor_us, deadline_us)[-1]
+                    got[name] = self._reserve_one(name, tokens, now_us, floor_us, deadline_us)[-1]
                     floor_us = max(floor_us, got[name])
             if all(slot == floor_us for slot in got.values()):
                 return floor_us
             got = {name: slot for name, slot in got.items() if slot == floor_us}
         raise RateLimited(order[0], 0.0, reason="buckets kept granting different slots")
 
-    def _reserve_one(self, name: str, count: int, floor_us: int, deadline_us: int) -> list[int]:
-        """Reserve `count` slots on one bucket, none before `floor_us`, the last by
-        `deadline_us`. Returns the slots (epoch microseconds)."""
+    def _reserve_one(
+        self, name: str, count: int, now_us: int, floor_us: int, deadline_us: int
+    ) -> list[int]:
+        """Reserve `count` slots on one bucket for a request arriving at `now_us`,
+        none before `floor_us`, the last by `deadline_us`. Returns the slots
+        (epoch microseconds).
+
+        The request arrives once: every retry plans with the same `now_us`.
+        After losing the idle race the item shows tat >= now, so the retry
+        takes the busy branch, which no concurrent writer can make fail. (With
+        a fresh now per retry, a backend slower than the interval T could keep
+        a caller losing the idle race.) A slot may then lie a round trip in the
+        past; the jitter allowance in `gcra.Rate` covers that.
+        """
         rate = gcra.Rate(1, 0)
-        # The request arrives once: every retry plans with the same `now`. After
-        # losing the idle race the item shows tat >= now, so the retry takes the
-        # busy branch, which no concurrent writer can make fail. (With a fresh
-        # now per retry, a backend slower than the interval T could keep a
-        # caller losing the idle race.) A slot may then lie a round trip in the
-        # past; the jitter allowance in `gcra.Rate` covers that.
-        now_us = gcra.to_us(self._clock())
         deadline = max(deadline_us, now_us)  # timeout 0 means "if free right now"
         for _ in range(self._max_attempts):
             view = self._view(name)

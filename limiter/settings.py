@@ -29,12 +29,14 @@ class LimiterSettings:
     RATEBRIDGE_BUCKETS_TABLE (default ratebridge-buckets),
     RATEBRIDGE_LIMITS_TABLE (default ratebridge-limits). Region and endpoint
     come from the standard AWS settings (AWS_REGION or AWS_DEFAULT_REGION,
-    AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL), which boto3 reads itself.
+    AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL), read here and passed to
+    the client explicitly.
     """
 
     buckets_table: str = "ratebridge-buckets"
     limits_table: str = "ratebridge-limits"
     region: str | None = None
+    endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LimiterSettings:
@@ -50,4 +52,10 @@ class LimiterSettings:
             ),
             # botocore reads AWS_DEFAULT_REGION but not AWS_REGION alone: pass it on.
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            endpoint_url=aws_endpoint(env, "DYNAMODB"),
         )
+
+
+def aws_endpoint(env: Mapping[str, str], service: str) -> str | None:
+    """The endpoint the standard AWS settings give `service` (e.g. "DYNAMODB"), if any."""
+    return env.get(f"AWS_ENDPOINT_URL_{service}") or env.get("AWS_ENDPOINT_URL") or None

@@ -1,0 +1,176 @@
+"""Every setting the processor reads, from the environment, in this one place.
+
+| variable | default | what |
+|---|---|---|
+| RATEBRIDGE_BUCKETS_TABLE | ratebridge-buckets | the limiter's bucket state |
+| RATEBRIDGE_LIMITS_TABLE | ratebridge-limits | the limiter's limits |
+| RATEBRIDGE_TOKENS_TABLE | ratebridge-tokens | the shared OAuth token |
+| RATEBRIDGE_INTERACTIONS_TABLE | ratebridge-interactions | conversation records |
+| RATEBRIDGE_PRESENCE_TABLE | ratebridge-presence | presence records |
+| RATEBRIDGE_IDEMPOTENCY_TABLE | ratebridge-idempotency | Powertools idempotency |
+| RATEBRIDGE_GENESYS_BUCKET | genesys | the client-wide bucket every Genesys call takes from |
+| RATEBRIDGE_TOKEN_BUCKET | genesys-oauth | the bucket for /oauth/token requests |
+| RATEBRIDGE_ENDPOINT_BUCKETS | {} | JSON: {"GET /api/v2/users/{id}": "genesys-users", ...} |
+| RATEBRIDGE_MAX_WAIT_SECONDS | 20 | longest wait for permission before a record goes back |
+| GENESYS_CREDENTIALS_SECRET | (none) | Secrets Manager secret with JSON client_id, client_secret |
+| GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET | (none) | local alternative to the secret |
+| GENESYS_REGION | us_east_1 | SDK region name (eu_west_1) or domain (mypurecloud.ie) |
+| GENESYS_API_BASE_URL | (none) | wins over GENESYS_REGION; http://127.0.0.1:8901 for the emulator |
+| GENESYS_CONNECT_TIMEOUT, GENESYS_READ_TIMEOUT | 3, 10 | seconds, per HTTP request |
+| GENESYS_MAX_ATTEMPTS | 3 | tries for idempotent requests on 5xx and timeouts |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from limiter import LimiterSettings
+from limiter.models import validate_bucket
+from limiter.settings import aws_endpoint, table_name
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the processor cannot use."""
+
+
+@dataclass(frozen=True)
+class EndpointBucket:
+    """Calls matching `method` and `path` (with `{param}` placeholders) also take from `bucket`."""
+
+    method: str
+    path: str
+    bucket: str
+    pattern: re.Pattern[str] = field(compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, spec: str, bucket: str) -> EndpointBucket:
+        method, _, path = spec.strip().partition(" ")
+        if not method.isalpha() or not path.startswith("/"):
+            raise SettingsError(
+                f"RATEBRIDGE_ENDPOINT_BUCKETS key {spec!r} must look like "
+                "'GET /api/v2/users/{id}'"
+            )
+        regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path.rstrip("/")))
+        return cls(method.upper(), path, validate_bucket(bucket), re.compile(regex + "/?"))
+
+    def matches(self, method: str, path: str) -> bool:
+        return method.upper() == self.method and self.pattern.fullmatch(path) is not None
+
+
+@dataclass(frozen=True)
+class GenesysSettings:
+    """Where Genesys is, who we are to it, and how politely we call it."""
+
+    region: str = "us_east_1"
+    api_base_url: str | None = None
+    credentials_secret: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    bucket: str = "genesys"
+    token_bucket: str = "genesys-oauth"  # noqa: S105 - a bucket name, not a password
+    endpoint_buckets: tuple[EndpointBucket, ...] = ()
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The processor's whole configuration."""
+
+    limiter: LimiterSettings = field(default_factory=LimiterSettings)
+    genesys: GenesysSettings = field(default_factory=GenesysSettings)
+    tokens_table: str = "ratebridge-tokens"
+    interactions_table: str = "ratebridge-interactions"
+    presence_table: str = "ratebridge-presence"
+    idempotency_table: str = "ratebridge-idempotency"
+    max_wait_seconds: float = 20.0
+    secretsmanager_endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the variables in the module docstring; `SettingsError` names a bad one."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        genesys_defaults = GenesysSettings()
+
+        def table(variable: str, default: str) -> str:
+            return table_name(variable, env.get(variable, default))
+
+        genesys = GenesysSettings(
+            region=env.get("GENESYS_REGION", genesys_defaults.region),
+            api_base_url=env.get("GENESYS_API_BASE_URL") or None,
+            credentials_secret=env.get("GENESYS_CREDENTIALS_SECRET") or None,
+            client_id=env.get("GENESYS_CLIENT_ID") or None,
+            client_secret=env.get("GENESYS_CLIENT_SECRET") or None,
+            bucket=_bucket(env, "RATEBRIDGE_GENESYS_BUCKET", genesys_defaults.bucket),
+            token_bucket=_bucket(env, "RATEBRIDGE_TOKEN_BUCKET", genesys_defaults.token_bucket),
+            endpoint_buckets=_endpoint_buckets(env.get("RATEBRIDGE_ENDPOINT_BUCKETS", "")),
+            connect_timeout=_positive(
+                env, "GENESYS_CONNECT_TIMEOUT", genesys_defaults.connect_timeout
+            ),
+            read_timeout=_positive(env, "GENESYS_READ_TIMEOUT", genesys_defaults.read_timeout),
+            max_attempts=int(_positive(env, "GENESYS_MAX_ATTEMPTS", genesys_defaults.max_attempts)),
+        )
+        if genesys.api_base_url and not re.fullmatch(r"https?://[^/\s]+/?", genesys.api_base_url):
+            raise SettingsError(
+                f"GENESYS_API_BASE_URL={genesys.api_base_url!r} must be a scheme and host, "
+                "like https://api.mypurecloud.ie or http://127.0.0.1:8901"
+            )
+        return cls(
+            limiter=LimiterSettings.from_env(env),
+            genesys=genesys,
+            tokens_table=table("RATEBRIDGE_TOKENS_TABLE", defaults.tokens_table),
+            interactions_table=table("RATEBRIDGE_INTERACTIONS_TABLE", defaults.interactions_table),
+            presence_table=table("RATEBRIDGE_PRESENCE_TABLE", defaults.presence_table),
+            idempotency_table=table("RATEBRIDGE_IDEMPOTENCY_TABLE", defaults.idempotency_table),
+            max_wait_seconds=_positive(
+                env, "RATEBRIDGE_MAX_WAIT_SECONDS", defaults.max_wait_seconds
+            ),
+            secretsmanager_endpoint_url=aws_endpoint(env, "SECRETSMANAGER"),
+        )
+
+
+def _bucket(env: Mapping[str, str], variable: str, default: str) -> str:
+    value = env.get(variable, default)
+    try:
+        return validate_bucket(value)
+    except ValueError as exc:
+        raise SettingsError(f"{variable}: {exc}") from exc
+
+
+def _positive(env: Mapping[str, str], variable: str, default: float) -> float:
+    raw = env.get(variable)
+    if raw is None or raw == "":
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{variable}={raw!r} must be a number") from None
+    if not 0 < value < 86_400:
+        raise SettingsError(f"{variable}={raw!r} must be above 0 and below 86400")
+    return value
+
+
+def _endpoint_buckets(raw: str) -> tuple[EndpointBucket, ...]:
+    if not raw.strip():
+        return ()
+    try:
+        mapping = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"RATEBRIDGE_ENDPOINT_BUCKETS is not JSON: {exc}") from None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise SettingsError(
+            "RATEBRIDGE_ENDPOINT_BUCKETS must be a JSON object like "
+            '{"GET /api/v2/users/{id}": "genesys-users"}'
+        )
+    try:
+        return tuple(EndpointBucket.parse(spec, bucket) for spec, bucket in mapping.items())
+    except ValueError as exc:
+        raise SettingsError(f"RATEBRIDGE_ENDPOINT_BUCKETS: {exc}") from exc
