@@ -12,6 +12,11 @@
 | RATEBRIDGE_TOKEN_BUCKET | genesys-oauth | the bucket for /oauth/token requests |
 | RATEBRIDGE_ENDPOINT_BUCKETS | {} | JSON: {"GET /api/v2/users/{id}": "genesys-users", ...} |
 | RATEBRIDGE_MAX_WAIT_SECONDS | 20 | longest wait for permission before a record goes back |
+| RATEBRIDGE_DLQ_URL | (none) | the DLQ: bad records go there at once, with their reason |
+| RATEBRIDGE_MAX_RECEIVE_COUNT | 3 | the queue's maxReceiveCount (a last failure goes to the DLQ) |
+| RATEBRIDGE_MAX_DEFER_SECONDS | 900 | cap on how long a record is put back for |
+| RATEBRIDGE_IDEMPOTENCY_TTL_SECONDS | 432000 | how long an event id is remembered (5 days) |
+| RATEBRIDGE_MAX_BODY_BYTES | 262144 | larger SQS bodies are refused as malformed |
 | GENESYS_CREDENTIALS_SECRET | (none) | Secrets Manager secret with JSON client_id, client_secret |
 | GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET | (none) | local alternative to the secret |
 | GENESYS_REGION | us_east_1 | SDK region name (eu_west_1) or domain (mypurecloud.ie) |
@@ -89,7 +94,14 @@ class Settings:
     presence_table: str = "ratebridge-presence"
     idempotency_table: str = "ratebridge-idempotency"
     max_wait_seconds: float = 20.0
+    dlq_url: str | None = None
+    max_receive_count: int = 3
+    max_defer_seconds: int = 900
+    # Genesys retries delivery for up to 4 days: remember event ids longer.
+    idempotency_ttl_seconds: int = 5 * 86_400
+    max_body_bytes: int = 262_144
     secretsmanager_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -131,7 +143,25 @@ class Settings:
             max_wait_seconds=_positive(
                 env, "RATEBRIDGE_MAX_WAIT_SECONDS", defaults.max_wait_seconds
             ),
+            dlq_url=env.get("RATEBRIDGE_DLQ_URL") or None,
+            max_receive_count=_whole(
+                env, "RATEBRIDGE_MAX_RECEIVE_COUNT", defaults.max_receive_count, 1, 1000
+            ),
+            max_defer_seconds=_whole(
+                env, "RATEBRIDGE_MAX_DEFER_SECONDS", defaults.max_defer_seconds, 0, 43_200
+            ),
+            idempotency_ttl_seconds=_whole(
+                env,
+                "RATEBRIDGE_IDEMPOTENCY_TTL_SECONDS",
+                defaults.idempotency_ttl_seconds,
+                60,
+                366 * 86_400,
+            ),
+            max_body_bytes=_whole(
+                env, "RATEBRIDGE_MAX_BODY_BYTES", defaults.max_body_bytes, 1024, 1_048_576
+            ),
             secretsmanager_endpoint_url=aws_endpoint(env, "SECRETSMANAGER"),
+            sqs_endpoint_url=aws_endpoint(env, "SQS"),
         )
 
 
@@ -153,6 +183,19 @@ def _positive(env: Mapping[str, str], variable: str, default: float) -> float:
         raise SettingsError(f"{variable}={raw!r} must be a number") from None
     if not 0 < value < 86_400:
         raise SettingsError(f"{variable}={raw!r} must be above 0 and below 86400")
+    return value
+
+
+def _whole(env: Mapping[str, str], variable: str, default: int, low: int, high: int) -> int:
+    raw = env.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{variable}={raw!r} must be a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{variable}={raw!r} must be between {low} and {high}")
     return value
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from limiter import Limiter, LimiterSettings
 from limiter.dynamodb import DynamoDBStore, dynamodb_client
+from processor.genesys.token_store import TokenStore
+from ratebridge_tools.emulator import EmulatorServer, start_emulator
 from ratebridge_tools.servers import LOCAL_AWS_ENV, LocalServer, start_backend
 
 BACKENDS = ("moto", "dynalite")
@@ -63,6 +65,22 @@ def limiter_settings(backend: LocalServer) -> LimiterSettings:
 def bucket() -> str:
     """A bucket name no other test uses."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    """The Genesys emulator as a child process, access log on (tests scan it for secrets)."""
+    server = start_emulator(access_log=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tokens_table(backend: LocalServer) -> str:
+    """The shared-token table, created once per backend."""
+    name = f"rb-tokens-{uuid.uuid4().hex[:8]}"
+    TokenStore(name, dynamodb_client(region="us-east-1", endpoint_url=backend.url)).create_table()
+    return name
 
 
 MakeLimiter = Callable[..., Limiter]

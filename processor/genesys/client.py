@@ -13,17 +13,21 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import PureCloudPlatformClientV2 as sdk
 
-from limiter import Limiter
+from limiter import Limiter, LimiterError, RateLimited
 from limiter.dynamodb import dynamodb_client
 from processor.genesys import transport
 from processor.genesys.credentials import load_credentials
-from processor.genesys.errors import PermanentGenesysError
+from processor.genesys.errors import (
+    PermanentGenesysError,
+    PermissionTimeout,
+    PermissionUnavailable,
+)
 from processor.genesys.http import pool
 from processor.genesys.oauth import TokenEndpoint
 from processor.genesys.region import api_base_url, login_base_url
@@ -127,6 +131,33 @@ class GenesysClient:
     def deadline(at: float) -> contextlib.AbstractContextManager[None]:
         """Every request made inside the block must be done by epoch second `at`."""
         return transport.deadline(at)
+
+    @contextlib.contextmanager
+    def paced(self, calls: int, method: str, path: str) -> Iterator[None]:
+        """Reserve `calls` slots for `method path` calls in one limiter write, and
+        spend them on the calls made inside the block.
+
+        Only when the calls are certain and need only the client-wide bucket
+        (no per-endpoint bucket matches); otherwise each call asks as usual.
+        Slots left unused when the block ends (an error) are not returned.
+        Raises `PermissionTimeout` if the last slot would come after the deadline.
+        """
+        bucket = self.transport.bucket
+        if calls < 2 or self.transport.buckets_for(method, path) != (bucket,):
+            yield
+            return
+        budget = self.transport.remaining() - transport.MIN_REQUEST_SECONDS
+        try:
+            schedule = self.transport.limiter.reserve(bucket, calls, timeout=max(0.0, budget))
+        except RateLimited as exc:
+            raise PermissionTimeout(
+                f"no {calls} permits on {bucket!r} within the time left ({exc.reason})",
+                retry_after=exc.retry_after,
+            ) from None
+        except LimiterError as exc:
+            raise PermissionUnavailable(f"rate limiter unavailable: {exc}") from None
+        with transport.prepaid(schedule.slots_us):
+            yield
 
     def get_user(self, user_id: str, *, expand: tuple[str, ...] = ()) -> Any:
         """GET /api/v2/users/{userId} -> `User`. Raises the errors of `processor.genesys.errors`."""

@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -51,6 +52,8 @@ MAX_ERROR_BODY = 500
 # The absolute time (epoch seconds) by which the current unit of work must be
 # done; set by `deadline()`. Each thread (each record) has its own.
 _deadline: ContextVar[float | None] = ContextVar("genesys_deadline", default=None)
+# Slots (epoch us) reserved ahead on the client-wide bucket by `prepaid()`.
+_prepaid: ContextVar[deque[int] | None] = ContextVar("genesys_prepaid", default=None)
 
 
 @contextlib.contextmanager
@@ -61,6 +64,17 @@ def deadline(at: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(reset)
+
+
+@contextlib.contextmanager
+def prepaid(slots_us: Sequence[int]) -> Iterator[None]:
+    """Requests inside the block that need only the client-wide bucket use these
+    slots, in order, instead of asking the limiter (one write bought them all)."""
+    reset = _prepaid.set(deque(slots_us))
+    try:
+        yield
+    finally:
+        _prepaid.reset(reset)
 
 
 class Observer(Protocol):
@@ -190,7 +204,27 @@ class RateLimitedTransport(AbstractHttpClient):  # type: ignore[misc]
                 raise NotFound(f"{method} {path}: 404", http)
             raise UpstreamRejected(f"{method} {path}: {status}", http)
 
+    @property
+    def limiter(self) -> Limiter:
+        return self._limiter
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def remaining(self) -> float:
+        """Seconds left before the current deadline (the default budget if none is set)."""
+        finish_by = _deadline.get() or self._clock() + self._default_budget
+        return finish_by - self._clock()
+
     def _permit(self, buckets: tuple[str, ...], finish_by: float) -> None:
+        slots = _prepaid.get()
+        if slots and buckets == (self._bucket,):
+            slot_us = slots.popleft()
+            waited = max(0.0, slot_us / 1e6 - self._clock())
+            self._limiter.sleep_until(slot_us / 1e6)
+            self._observer.granted(buckets, waited)
+            return
         budget = finish_by - self._clock() - MIN_REQUEST_SECONDS
         try:
             grant = self._limiter.acquire(buckets, timeout=max(0.0, budget))

@@ -10,26 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from limiter import Limiter, LimiterSettings
-from limiter.dynamodb import dynamodb_client
-from processor.genesys.token_store import TokenStore
-from ratebridge_tools.emulator import EmulatorServer, RequestRecord, start_emulator
+from ratebridge_tools.emulator import EmulatorServer, RequestRecord
 from ratebridge_tools.servers import LOCAL_AWS_ENV, LocalServer
 from tests.support.genesys import build_limiter, find_leaks
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[EmulatorServer]:
-    """The Genesys emulator as a child process, access log on (it is scanned for secrets)."""
-    server = start_emulator(access_log=True)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def tokens_table(backend: LocalServer) -> str:
-    name = f"rb-tokens-{uuid.uuid4().hex[:8]}"
-    TokenStore(name, dynamodb_client(region="us-east-1", endpoint_url=backend.url)).create_table()
-    return name
 
 
 @dataclass

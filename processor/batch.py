@@ -1,0 +1,221 @@
+"""One SQS batch: each record parsed, routed and run once, failures sorted out.
+
+For every record, exactly one of:
+- processed (or a duplicate, or a topic with no route: skipped) -> deleted;
+- permanently bad -> sent to the DLQ now with its reason -> deleted here;
+- retriable -> reported in `batchItemFailures`, its visibility timeout set to
+  the exact wait when one is known, so it returns when capacity exists
+  instead of burning Lambda time. On its last allowed receive it goes to the
+  DLQ with its reason instead.
+Once one record of the batch learns it must wait (the limiter or Genesys said
+so), the records after it are put back with the same wait without trying.
+The handler never raises for a bad record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+)
+from pydantic import ValidationError
+
+from processor.app import App
+from processor.errors import PermanentRecordError, RecordError, RetriableRecordError
+from processor.events import GenesysEnvelope
+from processor.genesys.errors import (
+    GenesysError,
+    PermanentGenesysError,
+    PermissionTimeout,
+    UpstreamRateLimited,
+)
+from processor.observability import logger
+from processor.queue import Deferral
+from processor.routes import describe_validation, match
+
+SAFETY_SECONDS = 3.0  # left at the end of the invocation for the response and the deferrals
+IN_PROGRESS_RETRY = 5.0  # the same event is being processed elsewhere: look again after this
+UNROUTED = "unrouted"
+_STATUS_METRIC = {"processed": "Processed", "stale": "Stale", "skipped": "Skipped"}
+
+
+@dataclass
+class _BatchState:
+    deadline: float
+    wait: float | None = None  # once set, the rest of the batch is put back for this long
+    deferrals: list[Deferral] = field(default_factory=list)
+
+
+def handle_batch(app: App, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    """Process one SQS event (a batch of records); returns the partial batch response."""
+    remaining = context.get_remaining_time_in_millis() / 1000
+    state = _BatchState(deadline=app.clock() + remaining - SAFETY_SECONDS)
+    app.idempotency.register_lambda_context(context)
+    token = getattr(app.deps._genesys, "token", None)
+    refreshes_before = token.refreshes if token is not None else 0
+
+    def record_handler(record: SQSRecord) -> None:
+        _handle_record(app, state, record)
+
+    try:
+        return process_partial_response(
+            event=event,
+            record_handler=record_handler,
+            processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
+            context=context,
+        )
+    finally:
+        if state.deferrals:
+            app.queue.defer(state.deferrals)
+        token = getattr(app.deps._genesys, "token", None)
+        if token is not None:
+            app.recorder.token_refreshes(
+                app.settings.genesys.token_bucket, token.refreshes - refreshes_before
+            )
+        app.recorder.flush()
+
+
+def _handle_record(app: App, state: _BatchState, record: SQSRecord) -> None:
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    event_id: str | None = None
+    route_name = UNROUTED
+    try:
+        if state.wait is not None:
+            raise RetriableRecordError("deferred", "the batch is waiting for capacity", state.wait)
+        if app.clock() > state.deadline:
+            raise RetriableRecordError("no-time-left", "the invocation is about to time out", 0)
+        envelope = parse_envelope(record.body, app.settings.max_body_bytes)
+        event_id = envelope.id
+        logger.append_keys(event_id=event_id, correlation_id=envelope.correlation_id)
+        route = match(envelope.topic)
+        if route is None:
+            app.recorder.route(UNROUTED, "Skipped")
+            logger.info("no route for this topic: skipped", extra={"topic": envelope.topic})
+            return
+        route_name = route.name
+        body = route.parse_body(envelope)
+        outcome, duplicate = _run(app, state, route, envelope, body)
+        metric = "Duplicates" if duplicate else _STATUS_METRIC[outcome.status]
+        app.recorder.route(route_name, metric)
+        logger.debug("record done", extra={"route": route_name, "metric": metric})
+    except PermanentRecordError as exc:
+        _dead_letter(app, record, event_id, route_name, exc, receive_count)
+    except RetriableRecordError as exc:
+        if receive_count >= app.settings.max_receive_count:
+            _dead_letter(app, record, event_id, route_name, exc, receive_count)
+            return
+        app.recorder.route(route_name, "Failed")
+        logger.warning(
+            "record put back",
+            extra={"kind": exc.kind, "reason": exc.reason, "retry_after": exc.retry_after},
+        )
+        if exc.retry_after is not None:
+            _defer(app, state, record, exc.retry_after)
+        raise
+    finally:
+        logger.remove_keys(["event_id", "correlation_id"])
+
+
+def _run(app: App, state: _BatchState, route: Any, envelope: GenesysEnvelope, body: Any) -> Any:
+    """Run the route within the time left; map every failure to a record error."""
+    from processor.genesys.transport import deadline
+
+    try:
+        with deadline(min(state.deadline, app.clock() + app.settings.max_wait_seconds + 15)):
+            return app.run_route(route, envelope, body)
+    except RecordError:
+        raise
+    except (PermissionTimeout, UpstreamRateLimited) as exc:
+        # Capacity, not this record: the rest of the batch would wait the same.
+        state.wait = exc.retry_after
+        raise RetriableRecordError(type(exc).__name__, str(exc), exc.retry_after) from None
+    except PermanentGenesysError as exc:
+        raise PermanentRecordError("genesys-rejected", str(exc)) from None
+    except GenesysError as exc:
+        raise RetriableRecordError(type(exc).__name__, str(exc), exc.retry_after) from None
+    except IdempotencyAlreadyInProgressError:
+        raise RetriableRecordError(
+            "in-progress", "the same event is being processed elsewhere", IN_PROGRESS_RETRY
+        ) from None
+    except IdempotencyPersistenceLayerError as exc:
+        raise RetriableRecordError("idempotency-unavailable", type(exc).__name__) from None
+
+
+def parse_envelope(body: str, max_bytes: int) -> GenesysEnvelope:
+    """The record body as a Genesys EventBridge envelope; `PermanentRecordError` if not."""
+    size = len(body.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise PermanentRecordError("oversized", f"body is {size} bytes; the limit is {max_bytes}")
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise PermanentRecordError(
+            "not-json", f"body is not JSON ({exc.msg} at {exc.pos})"
+        ) from None
+    except (ValueError, RecursionError):  # e.g. absurd nesting
+        raise PermanentRecordError("not-json", "body is not JSON this processor can read") from None
+    if not isinstance(data, dict):
+        raise PermanentRecordError(
+            "not-an-envelope", f"body is JSON {type(data).__name__}, not an object"
+        )
+    try:
+        return GenesysEnvelope.model_validate(data)
+    except ValidationError as exc:
+        raise PermanentRecordError("not-an-envelope", describe_validation(exc)) from None
+    except RecursionError:
+        raise PermanentRecordError("not-an-envelope", "body is nested too deeply") from None
+
+
+def _defer(app: App, state: _BatchState, record: SQSRecord, retry_after: float) -> None:
+    # A little jitter so records put back together do not all return in the same second.
+    seconds = math.ceil(max(0.0, retry_after) + random.uniform(0, 1))  # noqa: S311
+    state.deferrals.append(
+        Deferral(
+            message_id=record.message_id,
+            receipt_handle=record.receipt_handle,
+            source_arn=record.event_source_arn,
+            seconds=min(seconds, app.settings.max_defer_seconds),
+        )
+    )
+
+
+def _dead_letter(
+    app: App,
+    record: SQSRecord,
+    event_id: str | None,
+    route_name: str,
+    exc: RecordError,
+    receive_count: int,
+) -> None:
+    reason = getattr(exc, "reason", str(exc))
+    logger.error(
+        "record dead-lettered",
+        extra={
+            "event_id": event_id or f"unknown (message {record.message_id})",
+            "kind": exc.kind,
+            "reason": reason,
+            "receive_count": receive_count,
+        },
+    )
+    app.queue.dead_letter(
+        body=record.body,
+        message_id=record.message_id,
+        event_id=event_id,
+        kind=exc.kind,
+        reason=reason,
+        receive_count=receive_count,
+    )
+    app.recorder.route(route_name, "DeadLettered")

@@ -1,0 +1,1 @@
+"""Where processed records go: the interactions and presence tables (PynamoDB models)."""

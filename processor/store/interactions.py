@@ -1,0 +1,137 @@
+"""The interactions table: one item per conversation, merged from its events.
+
+Item (key `conversationId`): mediaType, direction, provider,
+externalContactId, queueId, startedAt, endedAt, durationMs (epoch ms),
+agents (list of {userId, name}), enriched, lastEventId, lastEventTime,
+eventsApplied (how many events were applied: a duplicate would show), updatedAt.
+
+Never regresses: shared fields are set only if missing (if_not_exists),
+`startedAt` comes only from start events and Genesys, the end fields only
+from end events, and `lastEventId` moves only to a newer event. So events
+applied in any order, end before start included, give the same item.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.models import Model
+
+from processor.domain import InteractionUpdate
+from processor.errors import RetriableRecordError
+
+
+class AgentMap(MapAttribute[str, Any]):
+    userId = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+
+
+def interaction_model(table: str, host: str | None, region: str | None) -> type[Model]:
+    """A PynamoDB model bound to `table` at `host` (None: AWS)."""
+
+    class Interaction(Model):
+        class Meta:
+            table_name = table
+            billing_mode = "PAY_PER_REQUEST"
+            connect_timeout_seconds = 2
+            read_timeout_seconds = 3
+            max_retry_attempts = 2
+
+        conversationId = UnicodeAttribute(hash_key=True)
+        mediaType = UnicodeAttribute(null=True)
+        direction = UnicodeAttribute(null=True)
+        provider = UnicodeAttribute(null=True)
+        externalContactId = UnicodeAttribute(null=True)
+        queueId = UnicodeAttribute(null=True)
+        startedAt = NumberAttribute(null=True)
+        endedAt = NumberAttribute(null=True)
+        durationMs = NumberAttribute(null=True)
+        agents = ListAttribute(of=AgentMap, null=True)
+        enriched = BooleanAttribute(null=True)
+        lastEventId = UnicodeAttribute(null=True)
+        lastEventTime = NumberAttribute(null=True)
+        eventsApplied = NumberAttribute(null=True)
+        updatedAt = NumberAttribute(null=True)
+
+    Interaction.Meta.host = host  # type: ignore[attr-defined]
+    Interaction.Meta.region = region or "us-east-1"  # type: ignore[attr-defined]
+    return Interaction
+
+
+class InteractionStore:
+    """Applies `InteractionUpdate`s; raises `RetriableRecordError` when DynamoDB fails."""
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        host: str | None = None,
+        region: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model: Any = interaction_model(table, host, region)
+        self._clock = clock
+
+    def apply(self, update: InteractionUpdate) -> bool:
+        """Merge `update` into its conversation's item. True if it became the latest event."""
+        m = self.model
+        actions = [m.eventsApplied.add(1), m.updatedAt.set(round(self._clock() * 1000))]
+        for attr, value in (
+            (m.mediaType, update.media_type),
+            (m.direction, update.direction),
+            (m.provider, update.provider),
+            (m.externalContactId, update.external_contact_id),
+            (m.queueId, update.queue_id),
+            (m.startedAt, update.started_at),
+        ):
+            if value is not None:
+                actions.append(attr.set(attr | value))  # if_not_exists: first writer wins
+        for attr, value in ((m.endedAt, update.ended_at), (m.durationMs, update.duration_ms)):
+            if value is not None:
+                actions.append(attr.set(value))  # end fields: only end events carry them
+        if update.agents is not None:
+            actions.append(
+                m.agents.set(
+                    [AgentMap(userId=a.user_id, name=a.name) for a in update.agents]  # type: ignore[no-untyped-call]
+                )
+            )
+        if update.enriched:
+            actions.append(m.enriched.set(True))
+        item = m(update.conversation_id)
+        newer = m.lastEventTime.does_not_exist() | (m.lastEventTime <= update.event_time)
+        latest = [m.lastEventId.set(update.event_id), m.lastEventTime.set(update.event_time)]
+        try:
+            try:
+                item.update(actions=actions + latest, condition=newer)
+                return True
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                item.update(actions=actions)  # an older event: its own fields only
+                return False
+        except PynamoDBException as exc:
+            raise RetriableRecordError(
+                "store-unavailable", f"interactions table: {exc.cause_response_code or exc}"
+            ) from None
+
+    def get(self, conversation_id: str) -> dict[str, Any] | None:
+        """The item as a plain dict, or None."""
+        try:
+            item = self.model.get(conversation_id, consistent_read=True)
+        except self.model.DoesNotExist:
+            return None
+        return dict(item.to_simple_dict())
+
+    def create_table(self) -> None:
+        if not self.model.exists():
+            self.model.create_table(wait=True)
