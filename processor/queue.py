@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,15 @@ from processor.errors import RetriableRecordError
 
 log = logging.getLogger(__name__)
 MAX_REASON = 1024
+
+
+# Characters SQS accepts in message attribute values (its XML 1.0 subset).
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def sqs_text(value: str) -> str:
+    """`value` with every character SQS would refuse replaced by U+FFFD."""
+    return _NOT_SQS_TEXT.sub("\ufffd", value)
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class QueueOps:
             raise RetriableRecordError(kind, f"{reason} (no RATEBRIDGE_DLQ_URL: left to redrive)")
 
         def text(value: str) -> dict[str, str]:
-            return {"DataType": "String", "StringValue": value[:MAX_REASON] or "-"}
+            return {"DataType": "String", "StringValue": sqs_text(value[:MAX_REASON]) or "-"}
 
         try:
             self._client.send_message(
