@@ -16,8 +16,9 @@ class InteractionUpdate:
     """What one conversation event contributes to the conversation's record.
 
     Fields left None are not touched; `agents` and the end fields come only
-    from end events, `started_at` only from start events, so the record
-    never goes back whatever the order in which events arrive.
+    from end events, `started_at` only from start events (Genesys's own start
+    time is a fallback until one arrives), so the record ends the same
+    whatever the order in which events arrive.
     """
 
     conversation_id: str
@@ -28,7 +29,8 @@ class InteractionUpdate:
     provider: str | None = None
     external_contact_id: str | None = None
     queue_id: str | None = None
-    started_at: int | None = None
+    started_at: int | None = None  # from a start event: authoritative, overwrites
+    fallback_started_at: int | None = None  # from Genesys: only until a start event says
     ended_at: int | None = None
     duration_ms: int | None = None
     agents: tuple[Agent, ...] | None = None

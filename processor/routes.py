@@ -157,7 +157,7 @@ def customer_end(deps: Deps, event: GenesysEnvelope, body: ConversationCustomerB
         duration = max(0, body.eventTime - started)
     update = InteractionUpdate(
         **_from_event(event, body),
-        started_at=started,
+        fallback_started_at=started,
         ended_at=body.eventTime,
         duration_ms=duration,
         queue_id=_queue_id(conversation),

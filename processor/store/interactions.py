@@ -5,10 +5,11 @@ externalContactId, queueId, startedAt, endedAt, durationMs (epoch ms),
 agents (list of {userId, name}), enriched, lastEventId, lastEventTime,
 eventsApplied (how many events were applied: a duplicate would show), updatedAt.
 
-Never regresses: shared fields are set only if missing (if_not_exists),
-`startedAt` comes only from start events and Genesys, the end fields only
-from end events, and `lastEventId` moves only to a newer event. So events
-applied in any order, end before start included, give the same item.
+Never regresses: shared fields are set only if missing (if_not_exists);
+`startedAt` is the customer.start event's time (Genesys's conversation start
+fills it only until that event arrives); the end fields come only from end
+events; `lastEventId` moves only to a newer event. So events applied in any
+order, end before start included, give the same item.
 """
 
 from __future__ import annotations
@@ -92,13 +93,17 @@ class InteractionStore:
             (m.provider, update.provider),
             (m.externalContactId, update.external_contact_id),
             (m.queueId, update.queue_id),
-            (m.startedAt, update.started_at),
+            (m.startedAt, update.fallback_started_at),
         ):
             if value is not None:
                 actions.append(attr.set(attr | value))  # if_not_exists: first writer wins
-        for attr, value in ((m.endedAt, update.ended_at), (m.durationMs, update.duration_ms)):
+        for attr, value in (
+            (m.startedAt, update.started_at),  # only start events carry it
+            (m.endedAt, update.ended_at),  # only end events carry these
+            (m.durationMs, update.duration_ms),
+        ):
             if value is not None:
-                actions.append(attr.set(value))  # end fields: only end events carry them
+                actions.append(attr.set(value))
         if update.agents is not None:
             actions.append(
                 m.agents.set(
