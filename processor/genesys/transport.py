@@ -1,9 +1,10 @@
 """The HTTP transport the Genesys SDK runs on: every request rate-limited, no hidden retries.
 
 Installed with `ApiClient.set_http_client`. For each request the SDK makes:
-1. permission from the limiter (the client-wide bucket, plus any per-endpoint
-   buckets that match), waiting at most what the deadline leaves;
-2. the fleet's shared access token (the SDK's own auth header is dropped);
+1. the fleet's shared access token (the SDK's own auth header is dropped);
+2. permission from the limiter (the client-wide bucket, plus any per-endpoint
+   buckets that match), waiting at most what the deadline leaves; taken
+   after the token so that it is used at once;
 3. one HTTP request with explicit connect/read timeouts and no retries inside.
 Then: 2xx is returned to the SDK; 429 blocks the buckets for Retry-After,
 so the whole fleet pauses, and raises `UpstreamRateLimited` at once; 401
@@ -155,8 +156,10 @@ class RateLimitedTransport(AbstractHttpClient):  # type: ignore[misc]
         failures = 0
         reauthenticated = False
         while True:
-            self._permit(buckets, finish_by)
+            # The token first: a cold container's token fetch takes a round trip
+            # or two, and a permit taken before it would be used late.
             token = self._token.get()
+            self._permit(buckets, finish_by)
             started = self._clock()
             try:
                 response = self._http.request(

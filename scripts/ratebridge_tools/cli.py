@@ -32,7 +32,8 @@ def _limiter() -> _Limiter:
     return _Limiter.from_env(LimiterSettings.from_env())
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
+    """Parse only; the limiter validates the range (one place says what is allowed)."""
     try:
         return int(text)
     except ValueError:
@@ -140,6 +141,47 @@ def cmd_bench_limiter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_genesys(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ratebridge_tools.bench import genesys as bench
+    from ratebridge_tools.emulator import EmulatorAdminError
+    from ratebridge_tools.servers import ServerStartError
+
+    try:
+        config = bench.BenchConfig(
+            backend=args.backend,
+            concurrency=args.concurrency,
+            backlog=args.backlog,
+            requests=args.requests,
+            per_seconds=args.per,
+            strategies=tuple(s.strip() for s in args.strategies.split(",")),
+            cell_timeout=args.cell_timeout,
+        )
+    except ValueError as exc:
+        print(f"ratebridge bench genesys: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        print(f"ratebridge bench genesys: no directory for --json {args.json}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        cells = bench.run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except (ServerStartError, EmulatorAdminError) as exc:
+        print(f"ratebridge bench genesys: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"\nGenesys benchmark: {config.backlog} GET /users tasks, emulator limit "
+        f"{config.requests} per {config.per_seconds:g}s per OAuth client (sliding), "
+        f"backend {config.backend}\n"
+    )
+    print(bench.table(cells))
+    if args.json:
+        with open(args.json, "w") as out:
+            out.write(bench.to_json(config, cells))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ratebridge_tools import demo_limiter
 
@@ -167,6 +209,29 @@ def run_emulator(argv: Sequence[str]) -> int:
 # -- the parser ---------------------------------------------------------------------
 
 
+def _add_bench_genesys(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`ratebridge bench genesys` and its flags."""
+    bg = bench_sub.add_parser(
+        "genesys",
+        help="the tutorial's approach (seed) vs ratebridge draining a backlog on the emulator",
+    )
+    bg.add_argument("--backend", choices=("dynalite", "moto"), default="dynalite")
+    bg.add_argument("--concurrency", type=_int_list, default=(16, 64), help="e.g. 16,64")
+    bg.add_argument("--backlog", type=_whole_number, default=300, help="tasks to drain")
+    bg.add_argument("--requests", type=_whole_number, default=100, help="the emulator's limit")
+    bg.add_argument("--per", type=_number, default=10.0, metavar="SECONDS")
+    bg.add_argument("--strategies", default="seed,ratebridge")
+    bg.add_argument(
+        "--cell-timeout",
+        type=_number,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest time for one strategy at one concurrency (default 300)",
+    )
+    bg.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bg.set_defaults(handler=cmd_bench_genesys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ratebridge",
@@ -184,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     limits_sub = limits.add_subparsers(dest="action", required=True, metavar="ACTION")
     set_ = limits_sub.add_parser("set", help="set a bucket's limit (effective at once)")
     set_.add_argument("bucket")
-    set_.add_argument("--requests", type=_positive_int, required=True, help="requests per window")
+    set_.add_argument("--requests", type=_whole_number, required=True, help="requests per window")
     set_.add_argument("--per", type=_number, required=True, metavar="SECONDS", help="window length")
-    set_.add_argument("--burst", type=_positive_int, default=1, help="grants at once (default 1)")
+    set_.add_argument("--burst", type=_whole_number, default=1, help="grants at once (default 1)")
     set_.set_defaults(handler=cmd_limits_set)
     get = limits_sub.add_parser("get", help="show a bucket's limit")
     get.add_argument("bucket")
@@ -206,13 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bl.add_argument("--backend", choices=("dynalite", "moto"), default="dynalite")
     bl.add_argument("--callers", type=_int_list, default=(1, 16, 64), help="e.g. 1,16,64")
-    bl.add_argument("--requests", type=_positive_int, default=100)
+    bl.add_argument("--requests", type=_whole_number, default=100)
     bl.add_argument("--per", type=_number, default=1.0, metavar="SECONDS")
-    bl.add_argument("--burst", type=_positive_int, default=1)
+    bl.add_argument("--burst", type=_whole_number, default=1)
     bl.add_argument("--duration", type=_number, default=10.0, metavar="SECONDS")
     bl.add_argument("--strategies", default="fine-grained-demo,ratebridge")
     bl.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bl.set_defaults(handler=cmd_bench_limiter)
+    _add_bench_genesys(bench_sub)
     # Listed for --help; main() hands its arguments to the emulator's own parser.
     commands.add_parser(
         "emulator",
@@ -223,11 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run the main job locally on embedded servers (what scripts/demo runs)"
     )
-    demo.add_argument("--processes", type=_positive_int, default=4, help="worker processes")
-    demo.add_argument("--threads", type=_positive_int, default=8, help="workers per process")
-    demo.add_argument("--requests", type=_positive_int, default=50)
+    demo.add_argument("--processes", type=_whole_number, default=4, help="worker processes")
+    demo.add_argument("--threads", type=_whole_number, default=8, help="workers per process")
+    demo.add_argument("--requests", type=_whole_number, default=50)
     demo.add_argument("--per", type=_number, default=1.0, metavar="SECONDS")
-    demo.add_argument("--burst", type=_positive_int, default=1)
+    demo.add_argument("--burst", type=_whole_number, default=1)
     demo.add_argument("--duration", type=_number, default=10.0, metavar="SECONDS")
     demo.set_defaults(handler=cmd_demo)
     return parser
@@ -249,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = explain(exc)
         print(f"ratebridge: {message}", file=sys.stderr)
         return code
+    except ValueError as exc:  # a configuration the command refused before starting anything
+        print(f"ratebridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def explain(exc: Exception) -> tuple[str, int]:

@@ -34,6 +34,12 @@ class DemoConfig:
     burst: int = 1
     duration: float = 10.0
 
+    def __post_init__(self) -> None:
+        if self.processes < 1 or self.threads < 1:
+            raise ValueError("processes and threads must be at least 1")
+        if not 0 < self.duration <= 3600:  # also refuses NaN
+            raise ValueError(f"duration must be within (0, 3600] seconds, got {self.duration}")
+
 
 @dataclass(frozen=True)
 class DemoResult:

@@ -7,9 +7,10 @@ is checked from the emulator's record of what reached "Genesys".
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -21,25 +22,31 @@ from tests.support.genesys import PhaseResult, build_client, call_in_phases, cal
 
 USER = "278522be-1683-4877-8257-4164a177be89"
 PROCESSES, THREADS = 4, 16
-START_DELAY = 8.0  # time for each process to import the SDK before the common start
 
 
-def in_processes(fn: Callable[..., Any], *args: object) -> list[Any]:
+@contextlib.contextmanager
+def fleet(fn: Callable[..., Any], *args: object) -> Iterator[tuple[list[Future[Any]], float]]:
+    """PROCESSES processes running `fn(*args, barrier)`. Yields their futures and the
+    moment all of them (and this test) met at the barrier, after their SDK imports."""
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=spawn) as pool:
-        futures: list[Future[Any]] = [pool.submit(fn, *args) for _ in range(PROCESSES)]
-        return [f.result(timeout=300) for f in futures]
+    with spawn.Manager() as manager, ProcessPoolExecutor(PROCESSES, mp_context=spawn) as pool:
+        barrier = manager.Barrier(PROCESSES + 1)
+        futures: list[Future[Any]] = [pool.submit(fn, *args, barrier) for _ in range(PROCESSES)]
+        barrier.wait(timeout=180)
+        yield futures, time.time()
+
+
+def in_processes(fn: Callable[..., Any], *args: object) -> tuple[list[Any], float]:
+    with fleet(fn, *args) as (futures, go):
+        return [f.result(timeout=300) for f in futures], go
 
 
 def test_64_cold_workers_fetch_one_token_and_one_more_after_expiry(stack: Stack) -> None:
     # Given a fleet starting cold at once, with tokens that live 4 s
     stack.emulator.configure(token_lifetime_s=4)
-    first = time.time() + START_DELAY
-    second = first + 4 + 2  # the first token has expired by then
-    # When every worker makes a call at `first`, and again at `second`
-    phases: list[list[PhaseResult]] = in_processes(
-        call_in_phases, stack.env, THREADS, [first, second], USER
-    )
+    # When every worker makes a call at once, and again once the token has expired
+    phases, go = in_processes(call_in_phases, stack.env, THREADS, [0.0, 4 + 2], USER)
+    second = go + 4 + 2 - 0.5
     # Then every call succeeded
     for phase in range(2):
         assert sum(p[phase].ok for p in phases) == PROCESSES * THREADS
@@ -54,15 +61,11 @@ def test_a_token_revoked_mid_run_costs_one_new_token_and_no_failed_call(stack: S
     # Given 64 workers calling continuously on a warm token
     stack.emulator.configure(rate_limit=1_000_000)
     stack.limiter.set_limit(stack.bucket, requests=200, per_seconds=1, burst=20)
-    start = time.time() + START_DELAY
-    end = start + 5
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=spawn) as pool:
-        futures = [
-            pool.submit(call_until, stack.env, THREADS, start, end, USER) for _ in range(PROCESSES)
-        ]
-        # When Genesys revokes the token halfway through
-        time.sleep(max(0.0, start + 2.5 - time.time()))
+    with fleet(call_until, stack.env, THREADS, 12.0, USER) as (futures, go):
+        # When Genesys revokes the token while the fleet is busy with it
+        while sum(1 for r in stack.api_requests() if r.status == 200) < 20:
+            assert time.time() < go + 7, "the fleet did not get going in time"
+            time.sleep(0.1)
         revoked = stack.emulator.revoke()
         revoked_at = time.time()
         results: list[PhaseResult] = [f.result(timeout=300) for f in futures]
@@ -101,9 +104,7 @@ def test_one_429_is_one_request_and_pauses_the_whole_fleet(stack: Stack) -> None
     # And, though the other client then stops using the org's allowance, no
     # worker anywhere calls Genesys before the block ends; after it, all do
     stack.emulator.configure(rate_limit=1_000_000)
-    phases: list[list[PhaseResult]] = in_processes(
-        call_in_phases, stack.env, THREADS, [time.time() + START_DELAY / 2], USER
-    )
+    phases, _ = in_processes(call_in_phases, stack.env, THREADS, [0.0], USER)
     assert sum(p[0].ok for p in phases) == PROCESSES * THREADS
     after = [r.time for r in stack.api_requests() if r.time > limited[0].time]
     assert min(after) >= blocked_until - 0.05  # arrival measured by another process's clock
@@ -114,10 +115,9 @@ def test_64_workers_for_60_seconds_hold_300_per_minute(stack: Stack) -> None:
     # Given Genesys's default limit and the limiter set to the same
     stack.emulator.configure(rate_limit=300, rate_period_s=60, window_mode="sliding")
     stack.limiter.set_limit(stack.bucket, requests=300, per_seconds=60, burst=3)
-    start = time.time() + START_DELAY
-    end = start + 60
     # When 64 workers call as fast as they are allowed for 60 s
-    results: list[PhaseResult] = in_processes(call_until, stack.env, THREADS, start, end, USER)
+    results, start = in_processes(call_until, stack.env, THREADS, 60.0, USER)
+    end = start + 60
     # Then Genesys never answered 429, no window held more than 300,
     # and at least 97% of 300 went through in the minute
     assert [e for r in results for e in r.errors] == []

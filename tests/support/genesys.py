@@ -75,14 +75,17 @@ def _worker_logging() -> None:
 
 
 def call_in_phases(
-    env: Mapping[str, str], threads: int, starts: list[float], user_id: str
+    env: Mapping[str, str], threads: int, offsets: list[float], user_id: str, barrier: Any
 ) -> list[PhaseResult]:
-    """In a fresh process: `threads` callers each make one GET /users call at every
-    time in `starts` (all together: the process waits for each start)."""
+    """In a fresh process: build a client (the slow SDK import), meet the other
+    processes at `barrier`, then have `threads` callers each make one GET /users
+    call at every offset (seconds after the meeting), all together."""
     _worker_logging()
     client = build_client(env, max_connections=threads)
+    barrier.wait()
+    go = time.time()
     results = []
-    for start in starts:
+    for offset in offsets:
         result = PhaseResult()
         lock = threading.Lock()
 
@@ -96,7 +99,7 @@ def call_in_phases(
                 with lock:
                     result.errors.append(f"{type(exc).__name__}: {exc}")
 
-        time.sleep(max(0.0, start - time.time()))
+        time.sleep(max(0.0, go + offset - time.time()))
         pool = [threading.Thread(target=work) for _ in range(threads)]
         for thread in pool:
             thread.start()
@@ -107,14 +110,17 @@ def call_in_phases(
 
 
 def call_until(
-    env: Mapping[str, str], threads: int, start: float, end: float, user_id: str
+    env: Mapping[str, str], threads: int, seconds: float, user_id: str, barrier: Any
 ) -> PhaseResult:
-    """In a fresh process: `threads` callers call GET /users back to back from `start`
-    until `end`; a call whose permission would only come after `end` ends its caller."""
+    """In a fresh process: build a client, meet the other processes at `barrier`,
+    then `threads` callers call GET /users back to back for `seconds`; a call whose
+    permission would only come after that ends its caller."""
     from processor.genesys.errors import PermissionTimeout
 
     _worker_logging()
     client = build_client(env, max_connections=threads)
+    barrier.wait()
+    end = time.time() + seconds
     result = PhaseResult()
     lock = threading.Lock()
 
@@ -134,7 +140,6 @@ def call_until(
                 with lock:
                     result.errors.append("".join(traceback.format_exception_only(exc)).strip())
 
-    time.sleep(max(0.0, start - time.time()))
     pool = [threading.Thread(target=work) for _ in range(threads)]
     for thread in pool:
         thread.start()

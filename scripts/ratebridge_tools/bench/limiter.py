@@ -41,6 +41,17 @@ class BenchConfig:
     duration: float = 10.0
     strategies: tuple[str, ...] = STRATEGIES
 
+    def __post_init__(self) -> None:
+        if not self.callers or min(self.callers) < 1:
+            raise ValueError("callers must be positive numbers")
+        if not 0 < self.duration <= 3600:  # also refuses NaN
+            raise ValueError(f"duration must be within (0, 3600] seconds, got {self.duration}")
+        unknown = set(self.strategies) - set(STRATEGIES)
+        if unknown:
+            raise ValueError(
+                f"unknown strategy {sorted(unknown)}: choose from {', '.join(STRATEGIES)}"
+            )
+
 
 @dataclass
 class Cell:
