@@ -23,11 +23,14 @@ import struct
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+from ratebridge_tools.servers import LocalServer
 
 ACTIONS = ("throttle", "throttling", "error500", "delay", "reset")
 
@@ -75,6 +78,7 @@ class _State:
     upstream: tuple[str, int]
     rules: list[Rule] = field(default_factory=list)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    table_counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311 - faults, not crypto
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,9 +94,10 @@ class _State:
                     return rule
             return None
 
-    def count(self, operation: str, outcome: str) -> None:
+    def count(self, operation: str, outcome: str, table: str = "") -> None:
         with self.lock:
             self.counts[(operation, outcome)] += 1
+            self.table_counts[(table, operation, outcome)] += 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -107,8 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/_faults/counts":
             with self.state.lock:
                 rows = [
-                    {"operation": o, "outcome": r, "count": n}
-                    for (o, r), n in self.state.counts.items()
+                    {"table": t, "operation": o, "outcome": r, "count": n}
+                    for (t, o, r), n in self.state.table_counts.items()
                 ]
             self._reply(200, json.dumps(rows).encode(), "application/json")
             return
@@ -130,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.state.lock:
                 self.state.rules = []
                 self.state.counts.clear()
+                self.state.table_counts.clear()
             self._reply(204, b"", "application/json")
             return
         self._forward(body)
@@ -145,23 +151,23 @@ class _Handler(BaseHTTPRequestHandler):
                 table = ""
         rule = self.state.decide(operation, table)
         if rule is not None and rule.action == "reset":
-            self.state.count(operation, "reset")
+            self.state.count(operation, "reset", table)
             # RST instead of FIN: the client sees "connection reset by peer".
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             return
         if rule is not None and rule.action in _ERRORS:
             status, kind, message = _ERRORS[rule.action]
-            self.state.count(operation, rule.action)
+            self.state.count(operation, rule.action, table)
             payload = json.dumps({"__type": kind, "message": message}).encode()
             self._reply(status, payload, "application/x-amz-json-1.0")
             return
         if rule is not None and rule.action == "delay":
-            self.state.count(operation, "delayed")
+            self.state.count(operation, "delayed", table)
             time.sleep(rule.delay)
         status, headers, data = self._upstream(body)
         outcome = "ok" if status < 300 else _error_code(data) or str(status)
-        self.state.count(operation, outcome)
+        self.state.count(operation, outcome, table)
         self.send_response(status)
         for name, value in headers:
             if name.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -257,9 +263,15 @@ class FaultProxy:
         with self._state.lock:
             return dict(self._state.counts)
 
+    def table_counts(self) -> dict[tuple[str, str, str], int]:
+        """Requests so far, by (table, operation, outcome)."""
+        with self._state.lock:
+            return dict(self._state.table_counts)
+
     def reset_counts(self) -> None:
         with self._state.lock:
             self._state.counts.clear()
+            self._state.table_counts.clear()
 
     def applied(self) -> list[dict[str, Any]]:
         with self._state.lock:
@@ -270,6 +282,56 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ProxyProcess:
+    """The proxy as a child process (its own GIL, like a network hop), and its admin API."""
+
+    def __init__(self, server: LocalServer) -> None:
+        self.server = server
+        self.url = server.url
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            self.url + path, data=data, method=method
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def set_rules(self, *rules: Rule) -> None:
+        self._call("POST", "/_faults/rules", [_rule_json(r) for r in rules])
+
+    def clear(self) -> None:
+        self.set_rules()
+
+    def table_counts(self) -> dict[tuple[str, str, str], int]:
+        rows = self._call("GET", "/_faults/counts")
+        return {(r["table"], r["operation"], r["outcome"]): int(r["count"]) for r in rows}
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> ProxyProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _rule_json(rule: Rule) -> dict[str, Any]:
+    data = asdict(rule)
+    data.pop("applied")
+    return data
+
+
+def start_proxy_process(upstream: str) -> ProxyProcess:
+    """`python -m ratebridge_tools.faultproxy` in front of `upstream`, on a free loopback port."""
+    from ratebridge_tools.servers import _start
+
+    argv = [sys.executable, "-m", "ratebridge_tools.faultproxy", "--upstream", upstream]
+    return ProxyProcess(_start("faultproxy", [*argv, "--port", "{port}"], None, 30.0))
 
 
 def main(argv: list[str] | None = None) -> int:
