@@ -3,6 +3,9 @@
 # exist and match what the repository asks for, on a fresh machine or an old one.
 #   ensure_python_env  -> .venv with `pip install -e .[dev]`, redone when pyproject.toml changes
 #   ensure_node_tools  -> scripts/node/node_modules (dynalite), redone when its lock changes
+#   ensure_infra_tools -> .venv-infra with cfn-lint and aws-sam-translator (pinned in
+#                         infra/requirements-tools.txt), redone when that file changes; its own
+#                         environment because aws-sam-translator pins pydantic ~=2.13
 # Each step is skipped when its stamp matches, so a second run costs well under a second.
 set -euo pipefail
 
@@ -58,5 +61,31 @@ ensure_node_tools() {
   fi
   _say "installing dynalite into scripts/node/node_modules"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$want" > "$stamp"
+}
+
+INFRA_VENV="$ROOT/.venv-infra"
+
+ensure_infra_tools() {
+  local want stamp="$INFRA_VENV/.ratebridge-stamp" base log
+  want="$(_hash "$ROOT/infra/requirements-tools.txt")"
+  if [ -x "$INFRA_VENV/bin/cfn-lint" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if [ ! -x "$INFRA_VENV/bin/python" ]; then
+    base="$(_find_python)" || { _say "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 2; }
+    _say "creating .venv-infra (cfn-lint, aws-sam-translator) with $base"
+    "$base" -m venv "$INFRA_VENV"
+  fi
+  # Keep git (and ruff, which reads .gitignore files) out of the tool environment.
+  echo '*' > "$INFRA_VENV/.gitignore"
+  _say "installing the infra checkers into .venv-infra"
+  log="$INFRA_VENV/setup.log"
+  if ! "$INFRA_VENV/bin/python" -m pip install --disable-pip-version-check \
+         -r "$ROOT/infra/requirements-tools.txt" >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    _say "pip failed; the whole log is in $log"
+    exit 1
+  fi
   echo "$want" > "$stamp"
 }
