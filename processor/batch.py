@@ -3,10 +3,14 @@
 For every record, exactly one of:
 - processed (or a duplicate, or a topic with no route: skipped) -> deleted;
 - permanently bad -> sent to the DLQ now with its reason -> deleted here;
-- retriable -> reported in `batchItemFailures`, its visibility timeout set to
-  the exact wait when one is known, so it returns when capacity exists
-  instead of burning Lambda time. On its last allowed receive it goes to the
-  DLQ with its reason instead.
+- waiting for capacity (the limiter or Genesys said "later") -> sent back as
+  a copy delayed by the exact wait, so it returns when capacity exists
+  instead of burning Lambda time, and the original is deleted: a wait does
+  not spend one of the queue's maxReceiveCount receives. After
+  RATEBRIDGE_MAX_DEFERRALS waits it goes to the DLQ with its reason;
+- failed retriably -> reported in `batchItemFailures`, its visibility timeout
+  set to the wait when one is known. On its last allowed receive it goes to
+  the DLQ with its reason instead.
 Once one record of the batch learns it must wait (the limiter or Genesys said
 so), the records after it are put back with the same wait without trying.
 The handler never raises for a bad record.
@@ -43,12 +47,20 @@ from processor.genesys.errors import (
     UpstreamRateLimited,
 )
 from processor.observability import logger
-from processor.queue import Deferral
+from processor.queue import DEFERRALS_ATTRIBUTE, Deferral, Requeue
 from processor.routes import describe_validation, match
 
 SAFETY_SECONDS = 3.0  # left at the end of the invocation for the response and the deferrals
 IN_PROGRESS_RETRY = 5.0  # the same event is being processed elsewhere: look again after this
 UNROUTED = "unrouted"
+# Retriable kinds that mean "no capacity now", not "something failed".
+CAPACITY_KINDS = frozenset({"PermissionTimeout", "UpstreamRateLimited", "deferred"})
+
+
+class RecordDone(Exception):
+    """The record was taken care of (dead-lettered) from inside a failure path."""
+
+
 _STATUS_METRIC = {"processed": "Processed", "stale": "Stale", "skipped": "Skipped"}
 
 
@@ -57,6 +69,7 @@ class _BatchState:
     deadline: float
     wait: float | None = None  # once set, the rest of the batch is put back for this long
     deferrals: list[Deferral] = field(default_factory=list)
+    requeues: list[Requeue] = field(default_factory=list)
 
 
 def handle_batch(app: App, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
@@ -68,15 +81,34 @@ def handle_batch(app: App, event: dict[str, Any], context: Any) -> PartialItemFa
     refreshes_before = token.refreshes if token is not None else 0
 
     def record_handler(record: SQSRecord) -> None:
-        _handle_record(app, state, record)
+        try:
+            _handle_record(app, state, record)
+        except RecordDone:
+            return
 
     try:
-        return process_partial_response(
+        response = process_partial_response(
             event=event,
             record_handler=record_handler,
             processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
             context=context,
         )
+        if state.requeues:
+            # Records that wait for capacity come back as delayed copies; the
+            # originals are acknowledged (left out of the failures) only when
+            # their copy was sent. The others keep the ordinary retry.
+            sent = app.queue.requeue(state.requeues)
+            response["batchItemFailures"] = [
+                f for f in response["batchItemFailures"] if f["itemIdentifier"] not in sent
+            ]
+            state.deferrals += [
+                Deferral(r.message_id, handle, r.source_arn, r.delay_seconds)
+                for r in state.requeues
+                if r.message_id not in sent
+                for handle in [_receipt(event, r.message_id)]
+                if handle
+            ]
+        return response
     finally:
         if state.deferrals:
             app.queue.defer(state.deferrals)
@@ -114,6 +146,9 @@ def _handle_record(app: App, state: _BatchState, record: SQSRecord) -> None:
     except PermanentRecordError as exc:
         _dead_letter(app, record, event_id, route_name, exc, receive_count)
     except RetriableRecordError as exc:
+        if exc.kind in CAPACITY_KINDS:
+            _wait_for_capacity(app, state, record, event_id, route_name, exc, receive_count)
+            raise
         if receive_count >= app.settings.max_receive_count:
             _dead_letter(app, record, event_id, route_name, exc, receive_count)
             return
@@ -179,15 +214,67 @@ def parse_envelope(body: str, max_bytes: int) -> GenesysEnvelope:
         raise PermanentRecordError("not-an-envelope", "body is nested too deeply") from None
 
 
-def _defer(app: App, state: _BatchState, record: SQSRecord, retry_after: float) -> None:
+def _wait_for_capacity(
+    app: App,
+    state: _BatchState,
+    record: SQSRecord,
+    event_id: str | None,
+    route_name: str,
+    exc: RetriableRecordError,
+    receive_count: int,
+) -> None:
+    """Plan a delayed copy of `record` (see `handle_batch`), or, after too many
+    waits, send it to the DLQ with its reason (then `RecordDone` acknowledges it)."""
+    attributes: dict[str, Any] = dict(record.raw_event.get("messageAttributes") or {})
+    attribute = attributes.get(DEFERRALS_ATTRIBUTE) or {}
+    try:
+        waited = int(attribute.get("stringValue") or 0)
+    except (ValueError, TypeError):
+        waited = 0
+    if waited >= app.settings.max_deferrals:
+        reason = f"no capacity after {waited} waits: {exc.reason}"
+        _dead_letter(
+            app,
+            record,
+            event_id,
+            route_name,
+            RetriableRecordError("no-capacity", reason),
+            receive_count,
+        )
+        raise RecordDone from None
+    app.recorder.route(route_name, "Deferred")
+    state.requeues.append(
+        Requeue(
+            message_id=record.message_id,
+            body=record.body,
+            source_arn=record.event_source_arn,
+            delay_seconds=_delay(app, exc.retry_after or 0.0),
+            deferrals=waited + 1,
+        )
+    )
+
+
+def _receipt(event: dict[str, Any], message_id: str) -> str | None:
+    for record in event.get("Records", []):
+        if record.get("messageId") == message_id:
+            return str(record.get("receiptHandle"))
+    return None
+
+
+def _delay(app: App, retry_after: float) -> int:
     # A little jitter so records put back together do not all return in the same second.
     seconds = math.ceil(max(0.0, retry_after) + random.uniform(0, 1))  # noqa: S311
+    return min(seconds, app.settings.max_defer_seconds)
+
+
+def _defer(app: App, state: _BatchState, record: SQSRecord, retry_after: float) -> None:
+    seconds = _delay(app, retry_after)
     state.deferrals.append(
         Deferral(
             message_id=record.message_id,
             receipt_handle=record.receipt_handle,
             source_arn=record.event_source_arn,
-            seconds=min(seconds, app.settings.max_defer_seconds),
+            seconds=seconds,
         )
     )
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# The Genesys SDK takes seconds to import: do it in Lambda's init phase (which
+# SnapStart can snapshot), not inside the first invocation's time budget.
+import processor.genesys.client  # noqa: F401
 from processor.app import App
 from processor.batch import handle_batch
 from processor.observability import logger

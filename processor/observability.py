@@ -36,7 +36,8 @@ ROUTE_METRICS: dict[str, MetricUnit] = {
     "Stale": MetricUnit.Count,  # events older than what was stored (nothing to change)
     "Duplicates": MetricUnit.Count,  # events already processed (no Genesys call, no write)
     "Skipped": MetricUnit.Count,  # topics with no route, or nothing to do
-    "Failed": MetricUnit.Count,  # records that went back to the queue
+    "Deferred": MetricUnit.Count,  # records put back to wait for capacity (not failures)
+    "Failed": MetricUnit.Count,  # records that failed and went back to the queue
     "DeadLettered": MetricUnit.Count,  # records sent to the DLQ with their reason
 }
 

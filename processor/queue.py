@@ -1,6 +1,10 @@
 """The SQS calls the processor makes about its own records (the only SQS I/O here).
 
-- `defer`: a record that cannot be done now comes back exactly when it can
+- `requeue`: a record that must wait for capacity comes back exactly when
+  capacity exists, as a delayed copy (SendMessage DelaySeconds) carrying a
+  deferral count; the original is acknowledged. A wait is not a failure, so
+  it must not spend one of the queue's maxReceiveCount receives.
+- `defer`: a record that failed retriably comes back when it should
   (ChangeMessageVisibility), instead of after the queue's default timeout.
 - `dead_letter`: a record that can never be done goes to the DLQ at once, its
   body unchanged, with the reason in message attributes (`ratebridge.reason`,
@@ -39,6 +43,21 @@ class Deferral:
     receipt_handle: str
     source_arn: str
     seconds: int
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A copy of a record to send back to its queue, delayed, with its deferral count."""
+
+    message_id: str
+    body: str
+    source_arn: str
+    delay_seconds: int
+    deferrals: int
+
+
+DEFERRALS_ATTRIBUTE = "ratebridge.deferrals"
+MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds
 
 
 class QueueOps:
@@ -87,6 +106,49 @@ class QueueOps:
             except (ClientError, BotoCoreError, ValueError) as exc:
                 log.warning("could not defer %d records: %s", len(items), type(exc).__name__)
         return changed
+
+    def requeue(self, copies: Sequence[Requeue]) -> set[str]:
+        """Send each copy to its queue with its delay; returns the message ids sent.
+
+        A capacity wait must not spend one of SQS's maxReceiveCount receives (those
+        count failures), so the record comes back as a new message instead of by
+        its visibility timeout. The caller acknowledges the original only if its
+        copy was sent: a failure here leaves the record to the ordinary retry.
+        """
+        sent: set[str] = set()
+        by_queue: dict[str, list[Requeue]] = {}
+        for copy in copies:
+            by_queue.setdefault(copy.source_arn, []).append(copy)
+        for arn, items in by_queue.items():
+            try:
+                url = self.queue_url(arn)
+                for start in range(0, len(items), 10):
+                    chunk = items[start : start + 10]
+                    response = self._client.send_message_batch(
+                        QueueUrl=url,
+                        Entries=[
+                            {
+                                "Id": str(i),
+                                "MessageBody": c.body,
+                                "DelaySeconds": min(MAX_DELAY_SECONDS, max(0, c.delay_seconds)),
+                                "MessageAttributes": {
+                                    DEFERRALS_ATTRIBUTE: {
+                                        "DataType": "Number",
+                                        "StringValue": str(c.deferrals),
+                                    }
+                                },
+                            }
+                            for i, c in enumerate(chunk)
+                        ],
+                    )
+                    sent.update(
+                        chunk[int(ok["Id"])].message_id for ok in response.get("Successful", [])
+                    )
+                    for failed in response.get("Failed", []):
+                        log.warning("could not requeue a record: %s", failed.get("Code"))
+            except (ClientError, BotoCoreError, ValueError) as exc:
+                log.warning("could not requeue %d records: %s", len(items), type(exc).__name__)
+        return sent
 
     def dead_letter(
         self,

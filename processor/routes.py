@@ -31,7 +31,7 @@ from processor.events import (
     topic_pattern,
 )
 from processor.genesys.errors import NotFound
-from processor.store.interactions import InteractionStore
+from processor.store.interactions import Applied, InteractionStore
 from processor.store.presence import PresenceStore
 
 
@@ -63,7 +63,8 @@ class Deps:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a route did: `status` is "processed", "stale" (an older event) or "skipped"."""
+    """What a route did: `status` is "processed", "stale" (older than what is stored:
+    nothing changed) or "skipped" (nothing to do)."""
 
     route: str
     status: str
@@ -130,8 +131,9 @@ def customer_start(deps: Deps, event: GenesysEnvelope, body: ConversationCustome
         queue_id=_queue_id(conversation),
         enriched=conversation is not None,
     )
-    stored = deps.interactions.apply(update)
-    return Outcome("conversation-customer-start", "processed" if stored else "stale", calls=1)
+    # An older event still merges its own fields; only lastEventId stays put.
+    applied = deps.interactions.apply(update)
+    return Outcome("conversation-customer-start", _status(applied), calls=1)
 
 
 @route(
@@ -164,10 +166,13 @@ def customer_end(deps: Deps, event: GenesysEnvelope, body: ConversationCustomerB
         agents=tuple(agents) if conversation is not None else None,
         enriched=conversation is not None,
     )
-    stored = deps.interactions.apply(update)
-    return Outcome(
-        "conversation-customer-end", "processed" if stored else "stale", calls=1 + len(agent_ids)
-    )
+    applied = deps.interactions.apply(update)
+    return Outcome("conversation-customer-end", _status(applied), calls=1 + len(agent_ids))
+
+
+def _status(applied: Applied) -> str:
+    # ALREADY: a retry after a crash between the write and the idempotency record.
+    return "skipped" if applied is Applied.ALREADY else "processed"
 
 
 def _conversation(deps: Deps, conversation_id: str) -> Any | None:

@@ -3,7 +3,8 @@
 Item (key `conversationId`): mediaType, direction, provider,
 externalContactId, queueId, startedAt, endedAt, durationMs (epoch ms),
 agents (list of {userId, name}), enriched, lastEventId, lastEventTime,
-eventsApplied (how many events were applied: a duplicate would show), updatedAt.
+eventIds (the events applied: each is applied once), eventsApplied (how
+many: a double application would show), updatedAt.
 
 Never regresses: shared fields are set only if missing (if_not_exists);
 `startedAt` is the customer.start event's time (Genesys's conversation start
@@ -14,6 +15,7 @@ order, end before start included, give the same item.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,12 +26,19 @@ from pynamodb.attributes import (
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.models import Model
 
 from processor.domain import InteractionUpdate
 from processor.errors import RetriableRecordError
+
+
+class Applied(enum.Enum):
+    LATEST = "latest"
+    OLDER = "older"
+    ALREADY = "already"
 
 
 class AgentMap(MapAttribute[str, Any]):
@@ -62,6 +71,7 @@ def interaction_model(table: str, host: str | None, region: str | None) -> type[
         lastEventId = UnicodeAttribute(null=True)
         lastEventTime = NumberAttribute(null=True)
         eventsApplied = NumberAttribute(null=True)
+        eventIds = UnicodeSetAttribute(null=True)
         updatedAt = NumberAttribute(null=True)
 
     Interaction.Meta.host = host  # type: ignore[attr-defined]
@@ -83,8 +93,10 @@ class InteractionStore:
         self.model: Any = interaction_model(table, host, region)
         self._clock = clock
 
-    def apply(self, update: InteractionUpdate) -> bool:
-        """Merge `update` into its conversation's item. True if it became the latest event."""
+    def apply(self, update: InteractionUpdate) -> Applied:
+        """Merge `update` into its conversation's item, once per event id: LATEST if
+        it became the latest event, OLDER if an older one (its own fields still
+        merge), ALREADY if this event id was applied before (nothing written)."""
         m = self.model
         actions = [m.eventsApplied.add(1), m.updatedAt.set(round(self._clock() * 1000))]
         for attr, value in (
@@ -112,22 +124,34 @@ class InteractionStore:
             )
         if update.enriched:
             actions.append(m.enriched.set(True))
+        actions.append(m.eventIds.add({update.event_id}))
         item = m(update.conversation_id)
+        # The write is idempotent on the event id by itself: a worker that dies
+        # after this write but before the idempotency record says "done" gets
+        # the event again, and must not apply it twice.
+        fresh = ~m.eventIds.contains(update.event_id)
         newer = m.lastEventTime.does_not_exist() | (m.lastEventTime <= update.event_time)
         latest = [m.lastEventId.set(update.event_id), m.lastEventTime.set(update.event_time)]
         try:
-            try:
-                item.update(actions=actions + latest, condition=newer)
-                return True
-            except UpdateError as exc:
-                if exc.cause_response_code != "ConditionalCheckFailedException":
-                    raise
-                item.update(actions=actions)  # an older event: its own fields only
-                return False
+            if self._try(item, actions + latest, fresh & newer):
+                return Applied.LATEST
+            if self._try(item, actions, fresh):  # an older event: its own fields only
+                return Applied.OLDER
+            return Applied.ALREADY
         except PynamoDBException as exc:
             raise RetriableRecordError(
                 "store-unavailable", f"interactions table: {exc.cause_response_code or exc}"
             ) from None
+
+    @staticmethod
+    def _try(item: Any, actions: list[Any], condition: Any) -> bool:
+        try:
+            item.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def get(self, conversation_id: str) -> dict[str, Any] | None:
         """The item as a plain dict, or None."""
@@ -135,8 +159,20 @@ class InteractionStore:
             item = self.model.get(conversation_id, consistent_read=True)
         except self.model.DoesNotExist:
             return None
-        return dict(item.to_simple_dict())
+        return {name: _plain(value) for name, value in item.attribute_values.items()}
 
     def create_table(self) -> None:
         if not self.model.exists():
             self.model.create_table(wait=True)
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as plain Python (sets sorted into lists, maps into dicts)."""
+    if isinstance(value, set):
+        return sorted(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, MapAttribute):
+        fields = value.as_dict()  # type: ignore[no-untyped-call]
+        return {k: _plain(v) for k, v in fields.items()}
+    return value

@@ -82,6 +82,7 @@ class Pipeline:
                 MaxNumberOfMessages=min(10, max_records - len(records)),
                 WaitTimeSeconds=wait,
                 MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not got:
                 break
@@ -92,7 +93,13 @@ class Pipeline:
                         "receiptHandle": m["ReceiptHandle"],
                         "body": m["Body"],
                         "attributes": m.get("Attributes", {}),
-                        "messageAttributes": {},
+                        "messageAttributes": {
+                            name: {
+                                "stringValue": value.get("StringValue"),
+                                "dataType": value["DataType"],
+                            }
+                            for name, value in m.get("MessageAttributes", {}).items()
+                        },
                         "md5OfBody": m["MD5OfBody"],
                         "eventSource": "aws:sqs",
                         "eventSourceARN": arn,
@@ -104,7 +111,7 @@ class Pipeline:
     def invoke(self, event: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
         """Call the handler, then do what the SQS event source does with its answer:
         delete every record not reported in batchItemFailures."""
-        response = dict(handle_batch(self.app, event, FakeLambdaContext(timeout)))
+        response: dict[str, Any] = dict(handle_batch(self.app, event, FakeLambdaContext(timeout)))
         self.responses.append(response)
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         for record in event["Records"]:
@@ -140,6 +147,12 @@ class Pipeline:
 
     def genesys_requests(self) -> list[RequestRecord]:
         return [r for r in self.emulator.requests() if r.path.startswith("/api/")]
+
+    def delayed(self) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessagesDelayed"])
 
     def queue_counts(self) -> tuple[int, int]:
         attrs = self.sqs.get_queue_attributes(

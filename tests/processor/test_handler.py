@@ -202,16 +202,41 @@ def test_no_permission_in_time_puts_the_batch_back_for_the_exact_wait(pipeline: 
     events = [conversation_event("start") for _ in range(3)]
     # When a batch arrives with 10 s of invocation left
     response = pipeline.run(*events, timeout=10)
-    # Then every record goes back, none waited, none reached Genesys
-    assert len(response["batchItemFailures"]) == 3
+    # Then none waited, none reached Genesys, and each came back as a copy
+    # delayed by about the wait (~60.6 s): the originals are acknowledged, so
+    # the wait spends none of the queue's maxReceiveCount receives
+    assert response == {"batchItemFailures": []}
     assert pipeline.genesys_requests() == []
-    # and they are invisible for about the wait (~60.6 s), not the queue's 30 s:
-    # ChangeMessageVisibility was set, so nothing returns in the next seconds
-    assert pipeline.queue_counts() == (0, 3)
-    again = pipeline.receive(max_records=3, wait=2)
-    assert again["Records"] == []
+    assert pipeline.queue_counts() == (0, 0)
+    assert pipeline.delayed() == 3
+    assert pipeline.receive(max_records=3, wait=2)["Records"] == []
     # and only the first record asked the limiter; the rest followed its answer
     assert pipeline.limiter.status(pipeline.bucket).granted == 1
+    snapshot = pipeline.app.recorder.snapshot()
+    assert snapshot == {}  # flushed at the end of the invocation
+
+
+def test_a_record_that_waited_too_often_goes_to_the_dlq_with_its_reason(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.limiter.set_limit(pipeline.bucket, requests=1, per_seconds=60)
+    pipeline.limiter.acquire(pipeline.bucket)
+    event = conversation_event("start")
+    limit = pipeline.app.settings.max_deferrals
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.queue_url,
+        MessageBody=json.dumps(event),
+        MessageAttributes={
+            "ratebridge.deferrals": {"DataType": "Number", "StringValue": str(limit)}
+        },
+    )
+    batch = pipeline.receive(max_records=1)
+    assert pipeline.invoke(batch, timeout=10) == {"batchItemFailures": []}
+    dead = pipeline.dlq()
+    assert len(dead) == 1
+    assert dead[0]["ratebridge.kind"] == "no-capacity"
+    assert dead[0]["ratebridge.reason"].startswith(f"no capacity after {limit} waits")
+    assert dead[0]["ratebridge.eventId"] == event["id"]
 
 
 def test_a_retriable_failure_on_the_last_receive_goes_to_the_dlq_with_its_reason(
