@@ -44,6 +44,7 @@ from processor.genesys.errors import (
     GenesysError,
     PermanentGenesysError,
     PermissionTimeout,
+    TokenPending,
     UpstreamRateLimited,
 )
 from processor.observability import logger
@@ -54,7 +55,7 @@ SAFETY_SECONDS = 3.0  # left at the end of the invocation for the response and t
 IN_PROGRESS_RETRY = 5.0  # the same event is being processed elsewhere: look again after this
 UNROUTED = "unrouted"
 # Retriable kinds that mean "no capacity now", not "something failed".
-CAPACITY_KINDS = frozenset({"PermissionTimeout", "UpstreamRateLimited", "deferred"})
+CAPACITY_KINDS = frozenset({"PermissionTimeout", "UpstreamRateLimited", "TokenPending", "deferred"})
 
 
 class RecordDone(Exception):
@@ -173,7 +174,7 @@ def _run(app: App, state: _BatchState, route: Any, envelope: GenesysEnvelope, bo
             return app.run_route(route, envelope, body)
     except RecordError:
         raise
-    except (PermissionTimeout, UpstreamRateLimited) as exc:
+    except (PermissionTimeout, UpstreamRateLimited, TokenPending) as exc:
         # Capacity, not this record: the rest of the batch would wait the same.
         state.wait = exc.retry_after
         raise RetriableRecordError(type(exc).__name__, str(exc), exc.retry_after) from None

@@ -98,6 +98,7 @@ class GenesysClient:
             bucket=g.token_bucket,
             connect_timeout=g.connect_timeout,
             read_timeout=g.read_timeout,
+            clock=clock,
         )
         store = TokenStore(
             settings.tokens_table,

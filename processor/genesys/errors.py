@@ -5,7 +5,9 @@ Retriable (the event should come back later, nothing is wrong with it):
 budget), `PermissionUnavailable` (the limiter's store failed),
 `UpstreamRateLimited` (Genesys answered 429 anyway),
 `UpstreamUnavailable` (5xx, timeouts, connection errors),
-`TokenUnavailable` (no access token could be had).
+`TokenUnavailable` (no access token could be had), and its kind
+`TokenPending` (a token is expected after `retry_after`: another instance
+is fetching it, or the token endpoint's own limit says wait).
 Permanent (retrying the same call cannot help): `NotFound` (404),
 `UpstreamRejected` (other 4xx), `CredentialsMissing` (configuration).
 
@@ -51,6 +53,15 @@ class PermissionUnavailable(RetriableGenesysError):
 
 class TokenUnavailable(RetriableGenesysError):
     """No access token: the token endpoint failed, refused or was rate limited."""
+
+
+class TokenPending(TokenUnavailable):
+    """No token within the time left, but one is expected after `retry_after`:
+    another instance holds the refresh lease, or the token endpoint is rate
+    limited. A capacity wait, like `PermissionTimeout`, not a failure."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, retry_after)
 
 
 class CredentialsMissing(PermanentGenesysError):

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import urllib3
 
 from limiter import Limiter, LimiterError, RateLimited
 from processor.genesys.credentials import Credentials
-from processor.genesys.errors import TokenUnavailable
+from processor.genesys.errors import TokenPending, TokenUnavailable
 from processor.genesys.http import retry_after
 from processor.genesys.token import FetchedToken
 
@@ -35,21 +37,28 @@ class TokenEndpoint:
         connect_timeout: float = 3.0,
         read_timeout: float = 10.0,
         permission_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._url = login_url.rstrip("/") + "/oauth/token"
         self._credentials = credentials
         self._http = http
         self._limiter = limiter
         self._bucket = bucket
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._permission_timeout = permission_timeout
+        self._clock = clock
         self.client_id = credentials.client_id
 
-    def __call__(self) -> FetchedToken:
+    def __call__(self, finish_by: float | None = None) -> FetchedToken:
+        """A new token, fetched by epoch second `finish_by` (if given)."""
+        left = self._read_timeout if finish_by is None else finish_by - self._clock()
         try:
-            self._limiter.acquire(self._bucket, timeout=self._permission_timeout)
+            self._limiter.acquire(
+                self._bucket, timeout=max(0.0, min(self._permission_timeout, left - 0.5))
+            )
         except RateLimited as exc:
-            raise TokenUnavailable(
+            raise TokenPending(
                 f"token bucket {self._bucket!r} is full", retry_after=exc.retry_after
             ) from None
         except LimiterError as exc:
@@ -66,7 +75,12 @@ class TokenEndpoint:
                     "Authorization": f"Basic {basic}",
                     "Content-Type": "application/x-www-form-urlencoded",
                 },
-                timeout=self._timeout,
+                timeout=urllib3.Timeout(
+                    connect=self._connect_timeout,
+                    read=max(0.1, min(self._read_timeout, finish_by - self._clock()))
+                    if finish_by is not None
+                    else self._read_timeout,
+                ),
                 retries=False,
             )
         except urllib3.exceptions.HTTPError as exc:
@@ -76,7 +90,7 @@ class TokenEndpoint:
         if response.status == 429:
             wait = retry_after(headers, body)
             self._limiter.block(self._bucket, wait)
-            raise TokenUnavailable("token endpoint answered 429", retry_after=wait)
+            raise TokenPending("token endpoint answered 429", retry_after=wait)
         if response.status != 200:
             raise TokenUnavailable(
                 f"token endpoint answered {response.status} ({_oauth_error(body)})"

@@ -7,6 +7,13 @@ says), exactly one instance takes a lease (a conditional write), asks
 token meanwhile, or, when there is no usable token at all (a cold fleet),
 wait for the publisher by reading the item with backoff.
 
+Waiting is bounded by the caller's deadline (the invocation's time budget):
+a caller that would still be waiting at its deadline gets `TokenPending`
+with `retry_after` = what is left of the other instance's lease, instead of
+sleeping past the function timeout. For the same reason a lease never
+outlives its holder's own deadline: a holder that is killed mid-fetch holds
+up the fleet at most until its invocation would have ended anyway.
+
 A 401 invalidates the token only if the stored one is still the token that
 failed (compare-and-delete on `token_id`), so a thousand 401s for one revoked
 token cause one refresh.
@@ -28,13 +35,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from processor.genesys.errors import TokenUnavailable
+from processor.genesys.errors import TokenPending, TokenUnavailable
 from processor.genesys.token_store import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 
 REFRESH_FRACTION = 0.8  # refresh once 80% of the lifetime has passed
 EXPIRY_MARGIN = 5.0  # treat a token as expired this many seconds early
+LEASE_MARGIN = 1.0  # a lease ends this long after its holder's deadline
 
 
 @dataclass(frozen=True)
@@ -53,15 +61,17 @@ def token_id(value: str) -> str:
 class SharedToken:
     """The fleet's access token for one OAuth client.
 
-    `fetch` performs the /oauth/token request (rate-limited by its own
-    bucket). `get()` raises `TokenUnavailable` when no token can be had in
-    time. Thread-safe; one instance per process.
+    `fetch(finish_by)` performs the /oauth/token request (rate-limited by
+    its own bucket), done by epoch second `finish_by`. `get()` raises
+    `TokenUnavailable` when no token can be had, `TokenPending` when one is
+    being fetched elsewhere but not in time. Thread-safe; one instance per
+    process.
     """
 
     def __init__(
         self,
         store: TokenStore,
-        fetch: Callable[[], FetchedToken],
+        fetch: Callable[[float], FetchedToken],
         *,
         key: str,
         clock: Callable[[], float] = time.time,
@@ -82,8 +92,14 @@ class SharedToken:
         self._rng = random.Random()  # noqa: S311 - jitter for polling, not crypto
         self.refreshes = 0  # token requests this process made (for metrics)
 
-    def get(self) -> StoredToken:
-        """A token that is not due for refresh, or one still valid while another refreshes."""
+    def get(self, finish_by: float | None = None) -> StoredToken:
+        """A token that is not due for refresh, or one still valid while another refreshes.
+
+        Done by epoch second `finish_by` (default: `wait_seconds` from now):
+        raises `TokenPending` (retry after the other instance's lease) when
+        another instance is fetching the token and has not published it by
+        then, `TokenUnavailable` when the fetch failed.
+        """
         token = self._memory
         if token is not None and self._clock() < token.refresh_at:
             return token
@@ -91,7 +107,7 @@ class SharedToken:
             token = self._memory
             if token is not None and self._clock() < token.refresh_at:
                 return token
-            token = self._obtain()
+            token = self._obtain(finish_by)
             self._memory = token
             return token
 
@@ -105,8 +121,10 @@ class SharedToken:
             if self._store.invalidate(self._key, failed.token_id):
                 log.info("token %s invalidated after a 401", failed.token_id)
 
-    def _obtain(self) -> StoredToken:
+    def _obtain(self, finish_by: float | None) -> StoredToken:
         deadline = self._clock() + self._wait_seconds
+        if finish_by is not None:
+            deadline = min(deadline, finish_by)
         delay = 0.05
         while True:
             now = self._clock()
@@ -117,23 +135,29 @@ class SharedToken:
             usable = (
                 stored if stored is not None and now < stored.expires_at - EXPIRY_MARGIN else None
             )
-            if self._store.try_lease(
-                self._key, self._owner, now, now + self._lease_seconds, item.version
+            lease_until = min(now + self._lease_seconds, deadline + LEASE_MARGIN)
+            if now < deadline and self._store.try_lease(
+                self._key, self._owner, now, lease_until, item.version
             ):
-                return self._refresh(usable, item.version)
+                return self._refresh(usable, item.version, deadline)
             if usable is not None:
                 return usable  # another instance is refreshing: keep using this one
             if now >= deadline:
-                raise TokenUnavailable(
-                    f"no access token after waiting {self._wait_seconds:g}s for another "
-                    "instance to fetch one"
-                )
-            self._sleep(self._rng.uniform(delay / 2, delay))
+                if item.lease_until > now:
+                    raise TokenPending(
+                        "another instance is fetching the access token and has not "
+                        "published it within the time left",
+                        retry_after=item.lease_until - now,
+                    )
+                raise TokenUnavailable("no access token could be had within the time left")
+            self._sleep(min(self._rng.uniform(delay / 2, delay), max(0.0, deadline - now)))
             delay = min(1.0, delay * 2)
 
-    def _refresh(self, usable: StoredToken | None, seen_version: int) -> StoredToken:
+    def _refresh(
+        self, usable: StoredToken | None, seen_version: int, finish_by: float
+    ) -> StoredToken:
         try:
-            fetched = self._fetch()
+            fetched = self._fetch(finish_by)
         except TokenUnavailable:
             self._store.release(self._key, self._owner)
             if usable is not None:

@@ -158,7 +158,7 @@ class RateLimitedTransport(AbstractHttpClient):  # type: ignore[misc]
         while True:
             # The token first: a cold container's token fetch takes a round trip
             # or two, and a permit taken before it would be used late.
-            token = self._token.get()
+            token = self._token.get(finish_by - MIN_REQUEST_SECONDS)
             self._permit(buckets, finish_by)
             started = self._clock()
             try:

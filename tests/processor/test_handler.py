@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
+from limiter.dynamodb import dynamodb_client
+from processor.genesys.token_store import TokenStore
 from tests.processor.conftest import MAX_RECEIVE_COUNT, Pipeline
 from tests.support.events import conversation_event, presence_audit, sample, user_presence
 
@@ -214,6 +217,36 @@ def test_no_permission_in_time_puts_the_batch_back_for_the_exact_wait(pipeline: 
     assert pipeline.limiter.status(pipeline.bucket).granted == 1
     snapshot = pipeline.app.recorder.snapshot()
     assert snapshot == {}  # flushed at the end of the invocation
+
+
+def test_a_token_being_fetched_elsewhere_is_a_capacity_wait_not_a_timeout(
+    pipeline: Pipeline,
+) -> None:
+    # Given another instance holding the token refresh lease for 40 s more
+    # (say it was killed while fetching) and no token in the table
+    store = TokenStore(
+        pipeline.env["RATEBRIDGE_TOKENS_TABLE"],
+        dynamodb_client(region="us-east-1", endpoint_url=pipeline.env["AWS_ENDPOINT_URL_DYNAMODB"]),
+    )
+    key = f"genesys-token#{pipeline.env['GENESYS_CLIENT_ID']}"
+    now = time.time()
+    assert store.try_lease(key, "another-instance", now, now + 40, 0)
+    events = [conversation_event("start") for _ in range(3)]
+    pipeline.send(*events)
+    batch = pipeline.receive(max_records=3)
+    # (the client is built in Lambda's init phase, not on the invocation's clock)
+    assert pipeline.app.deps.genesys is not None
+    # When the batch arrives with 4 s of invocation left
+    started = time.monotonic()
+    response = pipeline.invoke(batch, timeout=4)
+    # Then the invocation returned within its budget, nothing reached Genesys,
+    # and each record came back as a copy delayed until about the lease's
+    # end: a wait for capacity spends none of the queue's receives
+    assert time.monotonic() - started < 4
+    assert response == {"batchItemFailures": []}
+    assert pipeline.emulator.requests() == []
+    assert pipeline.queue_counts() == (0, 0)
+    assert pipeline.delayed() == 3
 
 
 def test_a_record_that_waited_too_often_goes_to_the_dlq_with_its_reason(
