@@ -21,6 +21,18 @@ from ratebridge_tools.emulator import EmulatorServer, start_emulator
 from ratebridge_tools.servers import LOCAL_AWS_ENV, LocalServer, start_backend
 
 BACKENDS = ("moto", "dynalite")
+# Real-time soaks marked `one_backend_by_default` run on this backend in the
+# default profile and on every backend with `scripts/test --long`.
+DEFAULT_SOAK_BACKEND = "dynalite"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("one_backend_by_default") is None:
+            continue
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") != DEFAULT_SOAK_BACKEND:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,8 +1,8 @@
 """The whole pipeline on loopback: EventBridge -> SQS (+ DLQ) -> runner -> handler -> Genesys.
 
-`LocalPipeline` starts an embedded AWS (moto server: EventBridge, SQS,
-DynamoDB; DynamoDB reached through a counting proxy so every request the
-fleet makes is counted per table), the Genesys emulator, creates every table
+`LocalPipeline` starts an embedded AWS (moto server for EventBridge and SQS,
+and a second moto server for DynamoDB, reached through a counting proxy so
+every request the fleet makes is counted per table), the Genesys emulator, creates every table
 and the limits, wires a bus, a rule and the queues, then runs the real
 `processor.handler.lambda_handler` in worker processes through the local
 event-source runner. The end-to-end tests, `ratebridge demo` and
@@ -12,6 +12,12 @@ Locally the event bus has a plain name: moto cannot put rules on a bus whose
 name contains '/' (a partner bus is named after its event source,
 `aws.partner/genesys.com/...`). The events keep their real partner `source`,
 which the rule matches, as the template's rule does.
+
+Why two moto processes: one Python process serves one core's worth, and
+moto's SQS recomputes a queue's attributes over every message on each
+receive and GetQueueAttributes; on one process the fleet's DynamoDB
+requests queued behind that work (measured: workers waited on DynamoDB
+nearly all the time, and 10-record batches took 26 s of a 30 s timeout).
 """
 
 from __future__ import annotations
@@ -130,6 +136,7 @@ class LocalPipeline:
         self._client_secret = f"local-{uuid.uuid4().hex}"  # a placeholder, never printed
         self.log_path = Path(tempfile.gettempdir()) / f"ratebridge-function-{self.suffix}.log"
         self.aws: LocalServer
+        self.dynamodb: LocalServer
         self.proxy: ProxyProcess
         self.emulator: EmulatorServer
         self.queue_url = ""
@@ -152,9 +159,10 @@ class LocalPipeline:
         c = self.config
         self.say("starting an embedded AWS (moto server on 127.0.0.1) ...")
         self.aws = self._stack.enter_context(start_moto())
+        self.dynamodb = self._stack.enter_context(start_moto())
         # This process talks to it too: placeholder credentials, for as long as it runs.
         self._stack.enter_context(local_aws_env(self.aws.url))
-        self.proxy = self._stack.enter_context(start_proxy_process(self.aws.url))
+        self.proxy = self._stack.enter_context(start_proxy_process(self.dynamodb.url))
         self.say("starting the Genesys Cloud emulator ...")
         knobs: dict[str, Any] = {
             "rate_limit": c.requests,
@@ -168,7 +176,7 @@ class LocalPipeline:
         self.settings = Settings.from_env(self.environment())
         self.say("creating tables, limits, queues and the EventBridge rule ...")
         self._create_tables()
-        self.limiter = Limiter(self._store(self.aws.url))
+        self.limiter = Limiter(self._store(self.dynamodb.url))
         g = self.settings.genesys
         self.limiter.set_limit(g.bucket, c.requests, c.per_seconds, c.burst)
         self.limiter.set_limit(g.token_bucket, c.token_requests, c.token_per_seconds, 1)
@@ -213,11 +221,11 @@ class LocalPipeline:
 
     def _create_tables(self) -> None:
         # Straight to moto, not through the proxy: set-up is not the fleet's cost.
-        direct = dynamodb_client(region="us-east-1", endpoint_url=self.aws.url)
-        self._store(self.aws.url).create_tables()
+        direct = dynamodb_client(region="us-east-1", endpoint_url=self.dynamodb.url)
+        self._store(self.dynamodb.url).create_tables()
         TokenStore(self.settings.tokens_table, direct).create_table()
         settings = Settings.from_env(
-            {**self.environment(), "AWS_ENDPOINT_URL_DYNAMODB": self.aws.url}
+            {**self.environment(), "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.url}
         )
         App(settings, genesys_factory=_no_genesys, dynamodb=direct).create_tables()
 

@@ -111,6 +111,7 @@ def test_one_429_is_one_request_and_pauses_the_whole_fleet(stack: Stack) -> None
     assert all(r.status == 200 for r in stack.api_requests() if r.time > limited[0].time)
 
 
+@pytest.mark.one_backend_by_default
 def test_64_workers_for_60_seconds_hold_300_per_minute(stack: Stack) -> None:
     # Given Genesys's default limit and the limiter set to the same
     stack.emulator.configure(rate_limit=300, rate_period_s=60, window_mode="sliding")

@@ -79,7 +79,9 @@ BatchCallback = Callable[[BatchOutcome], None]
 _InitResult = Literal["ready", "aborted", "died"]
 
 _TICK_S = 0.1  # how often blocked waits look at stop and kill requests
-_CHECK_INTERVAL_S = 0.25  # queue depth reads (draining, progress)
+# Queue depth reads (draining, progress). Not more often: on moto each read
+# walks every message in the queue, and it slows the fleet's own requests.
+_CHECK_INTERVAL_S = 1.0
 _MIN_IDLE_CHECKS = 3  # moto's and SQS's counts are approximate: read zero this often in a row
 _END_WORKER_S = 2.0  # an idle worker asked to exit gets this long before SIGKILL
 _KILL_WAIT_S = 5.0
