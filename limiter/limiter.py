@@ -141,6 +141,36 @@ class Limiter:
             return limit
         raise RateLimited(bucket, 0.0, reason="the limit kept changing under concurrent updates")
 
+    def ensure_limit(self, bucket: str, requests: int, per_seconds: float, burst: int = 1) -> Limit:
+        """The bucket's limit; if none is configured, this one is stored first.
+
+        For defaults set at deploy time: the write is conditional on no limits
+        item existing, so it never replaces a limit an operator set, and
+        concurrent callers store it once. It also loads the bucket for this
+        process, so it costs the read the first `acquire` would make.
+        Raises `InvalidArgument` (nothing written) or `StoreUnavailable`.
+        """
+        validate_bucket(bucket)
+        default = Limit(requests=requests, per_seconds=per_seconds, burst=burst)
+        try:
+            return self._view(bucket).limit
+        except LimitNotConfigured:
+            pass
+        state, configured = self.store.read_config(bucket)
+        if configured is None:
+            version = 1 + (state.version if state else 0)
+            try:
+                self.store.put_limit(
+                    bucket, default, self._clock(), version=version, expected_version=None
+                )
+            except ConditionFailed:
+                pass  # another caller stored a limit meanwhile: that one stands
+            else:
+                log.info("bucket %r had no limit: installed the default %s", bucket, default)
+                return self._observe(self.store.install(bucket, default, version)).limit
+        self._forget(bucket)
+        return self._view(bucket).limit
+
     def get_limit(self, bucket: str) -> Limit:
         """The configured limit. Raises `LimitNotConfigured` if there is none."""
         configured = self.store.get_limit(validate_bucket(bucket))

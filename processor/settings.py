@@ -11,6 +11,8 @@
 | RATEBRIDGE_GENESYS_BUCKET | genesys | the client-wide bucket every Genesys call takes from |
 | RATEBRIDGE_TOKEN_BUCKET | genesys-oauth | the bucket for /oauth/token requests |
 | RATEBRIDGE_ENDPOINT_BUCKETS | {} | JSON: {"GET /api/v2/users/{id}": "genesys-users", ...} |
+| RATEBRIDGE_GENESYS_LIMIT | (none) | REQUESTS/SECONDS[/BURST] (300/60/3), if no limit is set |
+| RATEBRIDGE_TOKEN_LIMIT | (none) | the same for the token bucket (10/60) |
 | RATEBRIDGE_MAX_WAIT_SECONDS | 20 | longest wait for permission before a record goes back |
 | RATEBRIDGE_DLQ_URL | (none) | the DLQ: bad records go there at once, with their reason |
 | RATEBRIDGE_MAX_RECEIVE_COUNT | 3 | the queue's maxReceiveCount (a last failure goes to the DLQ) |
@@ -34,7 +36,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from limiter import LimiterSettings
+from limiter import Limit, LimiterSettings
 from limiter.models import validate_bucket
 from limiter.settings import aws_endpoint, table_name
 
@@ -79,6 +81,9 @@ class GenesysSettings:
     bucket: str = "genesys"
     token_bucket: str = "genesys-oauth"  # noqa: S105 - a bucket name, not a password
     endpoint_buckets: tuple[EndpointBucket, ...] = ()
+    # Installed when the bucket has no limit yet (never over an operator's).
+    default_limit: Limit | None = None
+    token_default_limit: Limit | None = None
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     max_attempts: int = 3
@@ -124,6 +129,8 @@ class Settings:
             bucket=_bucket(env, "RATEBRIDGE_GENESYS_BUCKET", genesys_defaults.bucket),
             token_bucket=_bucket(env, "RATEBRIDGE_TOKEN_BUCKET", genesys_defaults.token_bucket),
             endpoint_buckets=_endpoint_buckets(env.get("RATEBRIDGE_ENDPOINT_BUCKETS", "")),
+            default_limit=_limit(env, "RATEBRIDGE_GENESYS_LIMIT"),
+            token_default_limit=_limit(env, "RATEBRIDGE_TOKEN_LIMIT"),
             connect_timeout=_positive(
                 env, "GENESYS_CONNECT_TIMEOUT", genesys_defaults.connect_timeout
             ),
@@ -176,6 +183,23 @@ def _bucket(env: Mapping[str, str], variable: str, default: str) -> str:
         return validate_bucket(value)
     except ValueError as exc:
         raise SettingsError(f"{variable}: {exc}") from exc
+
+
+def _limit(env: Mapping[str, str], variable: str) -> Limit | None:
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return None
+    parts = raw.split("/")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError("expected two or three numbers")
+        requests, per_seconds = int(parts[0]), float(parts[1])
+        burst = int(parts[2]) if len(parts) == 3 else 1
+        return Limit(requests=requests, per_seconds=per_seconds, burst=burst)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{variable}={raw!r} must be REQUESTS/SECONDS[/BURST], like 300/60/3 ({exc})"
+        ) from None
 
 
 def _positive(env: Mapping[str, str], variable: str, default: float) -> float:

@@ -11,6 +11,7 @@ module is imported only where a client is built.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,8 @@ from processor.genesys.token import SharedToken
 from processor.genesys.token_store import TokenStore
 from processor.settings import Settings
 
+log = logging.getLogger(__name__)
+
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -48,6 +51,19 @@ def genesys_id(value: object, what: str = "id") -> str:
         shown = repr(value)[:60]
         raise InvalidId(f"{what} must be a UUID, got {shown}")
     return value
+
+
+def _install_defaults(limiter: Limiter, settings: Settings) -> None:
+    """Give the buckets their deploy-time limits if nobody configured one. A
+    failure here is only logged: the first acquire then fails closed as usual."""
+    g = settings.genesys
+    for bucket, default in ((g.bucket, g.default_limit), (g.token_bucket, g.token_default_limit)):
+        if default is None:
+            continue
+        try:
+            limiter.ensure_limit(bucket, default.requests, default.per_seconds, default.burst)
+        except LimiterError as exc:
+            log.warning("could not check bucket %r for a default limit: %s", bucket, exc)
 
 
 class GenesysClient:
@@ -89,6 +105,7 @@ class GenesysClient:
             )
         credentials = load_credentials(g, secrets)
         limiter = limiter or Limiter.from_env(settings.limiter, clock=clock, sleep=sleep)
+        _install_defaults(limiter, settings)
         http = pool(max_connections)
         endpoint = TokenEndpoint(
             login_url=login_base_url(api_url),
@@ -120,6 +137,7 @@ class GenesysClient:
             read_timeout=g.read_timeout,
             max_attempts=g.max_attempts,
             default_budget=settings.max_wait_seconds + g.read_timeout,
+            max_permit_wait=settings.max_wait_seconds,
             clock=clock,
             sleep=sleep,
             observer=observer,
@@ -147,7 +165,7 @@ class GenesysClient:
         if calls < 2 or self.transport.buckets_for(method, path) != (bucket,):
             yield
             return
-        budget = self.transport.remaining() - transport.MIN_REQUEST_SECONDS
+        budget = self.transport.permit_budget()
         try:
             schedule = self.transport.limiter.reserve(bucket, calls, timeout=max(0.0, budget))
         except RateLimited as exc:

@@ -3,8 +3,8 @@
 Installed with `ApiClient.set_http_client`. For each request the SDK makes:
 1. the fleet's shared access token (the SDK's own auth header is dropped);
 2. permission from the limiter (the client-wide bucket, plus any per-endpoint
-   buckets that match), waiting at most what the deadline leaves; taken
-   after the token so that it is used at once;
+   buckets that match), waiting at most `max_permit_wait` and what the
+   deadline leaves; taken after the token so that it is used at once;
 3. one HTTP request with explicit connect/read timeouts and no retries inside.
 Then: 2xx is returned to the SDK; 429 blocks the buckets for Retry-After,
 so the whole fleet pauses, and raises `UpstreamRateLimited` at once; 401
@@ -116,6 +116,7 @@ class RateLimitedTransport(AbstractHttpClient):  # type: ignore[misc]
         read_timeout: float = 10.0,
         max_attempts: int = 3,
         default_budget: float = 30.0,
+        max_permit_wait: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         observer: Observer | None = None,
@@ -130,6 +131,7 @@ class RateLimitedTransport(AbstractHttpClient):  # type: ignore[misc]
         self._read_timeout = read_timeout
         self._max_attempts = max_attempts
         self._default_budget = default_budget
+        self._max_permit_wait = max_permit_wait
         self._clock = clock
         self._sleep = sleep
         self._observer: Observer = observer or NullObserver()
@@ -215,10 +217,15 @@ class RateLimitedTransport(AbstractHttpClient):  # type: ignore[misc]
     def bucket(self) -> str:
         return self._bucket
 
-    def remaining(self) -> float:
-        """Seconds left before the current deadline (the default budget if none is set)."""
-        finish_by = _deadline.get() or self._clock() + self._default_budget
-        return finish_by - self._clock()
+    def permit_budget(self, finish_by: float | None = None) -> float:
+        """How long a permit may be waited for now: `max_permit_wait`, and no longer
+        than leaves MIN_REQUEST_SECONDS for the request before the deadline."""
+        if finish_by is None:
+            finish_by = _deadline.get() or self._clock() + self._default_budget
+        budget = finish_by - self._clock() - MIN_REQUEST_SECONDS
+        if self._max_permit_wait is not None:
+            budget = min(budget, self._max_permit_wait)
+        return max(0.0, budget)
 
     def _permit(self, buckets: tuple[str, ...], finish_by: float) -> None:
         slots = _prepaid.get()
@@ -228,9 +235,9 @@ class RateLimitedTransport(AbstractHttpClient):  # type: ignore[misc]
             self._limiter.sleep_until(slot_us / 1e6)
             self._observer.granted(buckets, waited)
             return
-        budget = finish_by - self._clock() - MIN_REQUEST_SECONDS
+        budget = self.permit_budget(finish_by)
         try:
-            grant = self._limiter.acquire(buckets, timeout=max(0.0, budget))
+            grant = self._limiter.acquire(buckets, timeout=budget)
         except RateLimited as exc:
             self._observer.denied(buckets, exc.retry_after)
             raise PermissionTimeout(

@@ -138,6 +138,21 @@ def test_a_full_bucket_gives_permission_timeout_with_retry_after(stack: Stack) -
     assert len(stack.api_requests()) == 1
 
 
+def test_no_permit_is_waited_for_longer_than_the_max_wait(stack: Stack) -> None:
+    # Given a bucket whose next slot is 5 s away, and a max wait of 1 s
+    stack.limiter.set_limit(stack.bucket, requests=2, per_seconds=10)
+    client = build_client({**stack.env, "RATEBRIDGE_MAX_WAIT_SECONDS": "1"})
+    client.get_user(USER)
+    # When a call has 60 s before its deadline
+    started = time.monotonic()
+    with client.deadline(time.time() + 60), pytest.raises(PermissionTimeout) as caught:
+        client.get_user(USER)
+    # Then it did not wait: the record can go back for the exact wait instead
+    assert time.monotonic() - started < 1
+    assert caught.value.retry_after == pytest.approx(Limit(2, 10).rate.interval_us / 1e6, abs=1)
+    assert len(stack.api_requests()) == 1
+
+
 def test_per_endpoint_buckets_pace_only_their_endpoint(stack: Stack) -> None:
     users_bucket = f"{stack.bucket}-users"
     stack.limiter.set_limit(users_bucket, requests=2, per_seconds=1)
@@ -190,3 +205,23 @@ def test_an_unknown_region_lists_the_known_ones(stack: Stack) -> None:
     env = {k: v for k, v in stack.env.items() if k != "GENESYS_API_BASE_URL"}
     with pytest.raises(SettingsError, match="eu_west_1"):
         build_client({**env, "GENESYS_REGION": "mars_north_1"})
+
+
+def test_a_fresh_deployment_installs_its_default_limits(stack: Stack) -> None:
+    # Given buckets nobody has configured, and the deploy-time defaults in the environment
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        **stack.env,
+        "RATEBRIDGE_GENESYS_BUCKET": f"fresh-{suffix}",
+        "RATEBRIDGE_TOKEN_BUCKET": f"fresh-oauth-{suffix}",
+        "RATEBRIDGE_GENESYS_LIMIT": "300/60/3",
+        "RATEBRIDGE_TOKEN_LIMIT": "10/60",
+    }
+    # When a container builds its client and calls Genesys
+    client = build_client(env)
+    client.get_user(USER)
+    # Then the defaults were stored and took the call's permits
+    assert stack.limiter.get_limit(f"fresh-{suffix}") == Limit(300, 60, 3)
+    assert stack.limiter.get_limit(f"fresh-oauth-{suffix}") == Limit(10, 60, 1)
+    assert stack.limiter.status(f"fresh-{suffix}").granted == 1
+    assert stack.limiter.status(f"fresh-oauth-{suffix}").granted == 1

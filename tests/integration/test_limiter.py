@@ -162,6 +162,31 @@ def test_limit_crud(make_limiter: MakeLimiter, bucket: str) -> None:
         lim.acquire(bucket)
 
 
+def test_a_default_limit_is_stored_once_and_never_replaces_an_operators(
+    make_limiter: MakeLimiter, bucket: str
+) -> None:
+    # Given a bucket nobody configured, and two containers with a deploy-time default
+    first, second = make_limiter(), make_limiter()
+    # When both make sure it has a limit
+    assert first.ensure_limit(bucket, requests=300, per_seconds=60, burst=3) == Limit(300, 60, 3)
+    assert second.ensure_limit(bucket, requests=5, per_seconds=1) == Limit(300, 60, 3)
+    # Then the first default was stored, once, and grants follow it
+    assert [c.version for c in first.list_limits() if c.bucket == bucket] == [1]
+    assert first.acquire(bucket, timeout=0).tokens == 1
+    # and once an operator sets a limit, a default changes nothing
+    make_limiter().set_limit(bucket, requests=100, per_seconds=60)
+    assert make_limiter().ensure_limit(bucket, requests=300, per_seconds=60) == Limit(100, 60)
+    assert make_limiter().get_limit(bucket) == Limit(100, 60)
+
+
+def test_an_invalid_default_limit_writes_nothing(make_limiter: MakeLimiter, bucket: str) -> None:
+    lim = make_limiter()
+    with pytest.raises(InvalidArgument, match="burst"):
+        lim.ensure_limit(bucket, requests=3, per_seconds=60, burst=4)
+    with pytest.raises(LimitNotConfigured):
+        lim.get_limit(bucket)
+
+
 def test_changed_limit_applies_on_next_acquire_without_reads(
     make_limiter: MakeLimiter, backend: LocalServer, bucket: str
 ) -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from limiter import Limit
 from processor.events import topic_pattern
 from processor.genesys.http import retry_after
 from processor.genesys.region import api_base_url, login_base_url
@@ -29,6 +30,15 @@ def test_settings_defaults() -> None:
     )
     assert s.max_receive_count == 3
     assert s.idempotency_ttl_seconds == 5 * 86_400
+    assert (s.genesys.default_limit, s.genesys.token_default_limit) == (None, None)
+
+
+def test_default_limits_parse() -> None:
+    s = Settings.from_env(
+        {"RATEBRIDGE_GENESYS_LIMIT": "300/60/3", "RATEBRIDGE_TOKEN_LIMIT": "10/60"}
+    )
+    assert s.genesys.default_limit == Limit(300, 60, 3)
+    assert s.genesys.token_default_limit == Limit(10, 60, 1)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +54,11 @@ def test_settings_defaults() -> None:
         ({"RATEBRIDGE_ENDPOINT_BUCKETS": '{"GET /x": "has space"}'}, "printable ASCII"),
         ({"RATEBRIDGE_GENESYS_BUCKET": ""}, "must not be empty"),
         ({"GENESYS_API_BASE_URL": "ftp://x"}, "must be a scheme and host"),
+        ({"RATEBRIDGE_GENESYS_LIMIT": "300"}, "must be REQUESTS/SECONDS"),
+        ({"RATEBRIDGE_GENESYS_LIMIT": "300/sixty"}, "like 300/60/3"),
+        ({"RATEBRIDGE_TOKEN_LIMIT": "10/60/11"}, "burst (11) must not exceed requests (10)"),
+        ({"RATEBRIDGE_TOKEN_LIMIT": "0/60"}, "requests must be between 1"),
+        ({"RATEBRIDGE_GENESYS_LIMIT": "300/nan"}, "per_seconds must be finite"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
