@@ -1,12 +1,16 @@
-"""A fault-injecting HTTP proxy on loopback, in front of a local DynamoDB server.
+"""A fault-injecting HTTP proxy on loopback, in front of a local AWS server.
 
 Forwards every request to `upstream` and, when a rule matches, answers for it
 instead: DynamoDB throttling errors, 500s, a delay longer than the client's
-read timeout, or a connection reset. It counts requests by DynamoDB operation
-and outcome, so tests and benchmarks can see exactly what a client sent.
+read timeout, or a connection reset. It counts requests by operation,
+resource and outcome, so tests and benchmarks can see exactly what a client
+sent, and to what (the IAM check of the template relies on it).
 
-Rules match on the operation (`X-Amz-Target`, e.g. "UpdateItem") and the
-table (`TableName` in the body); "*" matches anything. Runs in a thread of the
+A request's operation is its `X-Amz-Target` (JSON protocols: DynamoDB,
+SQS, Secrets Manager), e.g. "UpdateItem"; its resource is what the body
+names: `TableName`, the tables of `RequestItems` (joined with ","), the
+queue of `QueueUrl`, or `SecretId`. Rules match on both; "*" matches
+anything, and a rule's table matches any of a request's tables. Runs in a thread of the
 caller (`FaultProxy(...).start()`) or as a process:
 `python -m ratebridge_tools.faultproxy --upstream URL --port 0`, configured
 through `POST /_faults/rules` with a JSON list of rules.
@@ -70,7 +74,9 @@ class Rule:
             raise ValueError(f"delay must be >= 0, got {self.delay}")
 
     def matches(self, operation: str, table: str) -> bool:
-        return self.operation in ("*", operation) and self.table in ("*", table)
+        return self.operation in ("*", operation) and (
+            self.table == "*" or self.table in table.split(",")
+        )
 
 
 @dataclass
@@ -143,12 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self, body: bytes) -> None:
         target = self.headers.get("X-Amz-Target", "")
         operation = target.rsplit(".", 1)[-1] if target else self.command
-        table = ""
-        if body:
-            try:
-                table = str(json.loads(body).get("TableName", ""))
-            except (ValueError, AttributeError):
-                table = ""
+        table = _resource(body)
         rule = self.state.decide(operation, table)
         if rule is not None and rule.action == "reset":
             self.state.count(operation, "reset", table)
@@ -207,6 +208,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+def _resource(body: bytes) -> str:
+    """What a JSON-protocol request acts on (see the module docstring); "" if nothing."""
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    if isinstance(data.get("RequestItems"), dict):
+        return ",".join(sorted(str(t) for t in data["RequestItems"]))
+    if "QueueUrl" in data:
+        return str(data["QueueUrl"]).rstrip("/").rsplit("/", 1)[-1]
+    return str(data.get("TableName") or data.get("SecretId") or "")
 
 
 def _error_code(data: bytes) -> str:
