@@ -200,6 +200,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infra_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ratebridge_tools import infracheck
+
+    template = Path(args.template)
+    if not template.is_file():
+        raise ValueError(f"no template at {template}")
+    report = infracheck.run(
+        template,
+        exercise_handler=not args.no_exercise,
+        say=lambda layer: print(f"-- {layer}", flush=True),
+    )
+    for finding in report.findings:
+        print(finding)
+    if report.exercise:
+        print("exercise: " + ", ".join(f"{k}={v}" for k, v in report.exercise.items()))
+        print(f"exercise: {len(report.usage)} (action, resource) pairs used, each checked")
+    layers = ", ".join(report.layers)
+    if report.ok:
+        print(f"{template}: no findings ({layers})")
+        return 0
+    print(f"{template}: {len(report.findings)} findings ({layers})")
+    return EXIT_FAILED
+
+
 def run_emulator(argv: Sequence[str]) -> int:
     from ratebridge_tools.emulator.__main__ import main as emulator_main
 
@@ -230,6 +256,21 @@ def _add_bench_genesys(bench_sub: argparse._SubParsersAction[argparse.ArgumentPa
     )
     bg.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bg.set_defaults(handler=cmd_bench_genesys)
+
+
+def _add_infra(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`ratebridge infra check` and its flags."""
+    infra = commands.add_parser("infra", help="the SAM template's offline checks")
+    infra_sub = infra.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = infra_sub.add_parser(
+        "check",
+        help="cfn-lint, the translated template deployed in moto, and the handler run on it",
+    )
+    check.add_argument("--template", default="infra/template.yaml")
+    check.add_argument(
+        "--no-exercise", action="store_true", help="skip running the handler on the stack"
+    )
+    check.set_defaults(handler=cmd_infra_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a local Genesys Cloud API emulator (`ratebridge emulator --help` for its knobs)",
         add_help=False,
     )
+
+    _add_infra(commands)
 
     demo = commands.add_parser(
         "demo", help="run the main job locally on embedded servers (what scripts/demo runs)"

@@ -87,6 +87,45 @@ class Load:
         return json.dumps(envelope)
 
 
+def publish(load: Load, events: Any, bus: str, sqs: Any, queue_url: str) -> None:
+    """Every good and malformed event through EventBridge (10 per PutEvents) onto
+    `bus`, recording the ids it assigns; then the redeliveries (the same
+    envelopes, same ids) and the raw malformed bodies straight to the queue, as
+    at-least-once delivery and a broken producer would. Raises RuntimeError if
+    EventBridge refuses an event."""
+    batch: list[tuple[int | None, dict[str, Any]]] = [
+        *[(i, e) for i, e in enumerate(load.good)],
+        *[(None, e) for e in load.malformed_events],
+    ]
+    for start in range(0, len(batch), 10):
+        chunk = batch[start : start + 10]
+        response = events.put_events(
+            Entries=[
+                {
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                    "EventBusName": bus,
+                }
+                for _, event in chunk
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"PutEvents refused {response['FailedEntryCount']} events")
+        for (index, _), entry in zip(chunk, response["Entries"], strict=True):
+            if index is not None:
+                load.ids[index] = entry["EventId"]
+    extra = [load.delivered_body(i) for i in load.duplicates] + load.malformed_bodies
+    for start in range(0, len(extra), 10):
+        sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body}
+                for i, body in enumerate(extra[start : start + 10])
+            ],
+        )
+
+
 def _sample(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((SAMPLES / f"{name}.json").read_text())
     return loaded

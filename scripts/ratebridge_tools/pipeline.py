@@ -39,7 +39,7 @@ from limiter.dynamodb import DynamoDBStore, dynamodb_client
 from processor.app import App
 from processor.genesys.token_store import TokenStore
 from processor.settings import Settings
-from ratebridge_tools import loadgen
+from ratebridge_tools import emf, loadgen
 from ratebridge_tools.emulator import EmulatorServer, start_emulator
 from ratebridge_tools.faultproxy import ProxyProcess, start_proxy_process
 from ratebridge_tools.runner import Progress, Runner, RunnerConfig, RunStats
@@ -302,42 +302,10 @@ class LocalPipeline:
     # -- a run -------------------------------------------------------------------------
 
     def publish(self, load: loadgen.Load) -> None:
-        """Every good and malformed event through EventBridge (10 per PutEvents),
-        then the redeliveries (the same envelopes, same ids) and the raw
-        malformed bodies straight to SQS, as at-least-once delivery would."""
-        events = self._client("events")
-        sqs = self._client("sqs")
-        batch: list[tuple[int | None, dict[str, Any]]] = [
-            *[(i, e) for i, e in enumerate(load.good)],
-            *[(None, e) for e in load.malformed_events],
-        ]
-        for start in range(0, len(batch), 10):
-            chunk = batch[start : start + 10]
-            response = events.put_events(
-                Entries=[
-                    {
-                        "Source": event["source"],
-                        "DetailType": event["detail-type"],
-                        "Detail": json.dumps(event["detail"]),
-                        "EventBusName": self.bus_arn,
-                    }
-                    for _, event in chunk
-                ]
-            )
-            if response.get("FailedEntryCount"):
-                raise RuntimeError(f"PutEvents refused {response['FailedEntryCount']} events")
-            for (index, _), entry in zip(chunk, response["Entries"], strict=True):
-                if index is not None:
-                    load.ids[index] = entry["EventId"]
-        extra = [load.delivered_body(i) for i in load.duplicates] + load.malformed_bodies
-        for start in range(0, len(extra), 10):
-            sqs.send_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "MessageBody": body}
-                    for i, body in enumerate(extra[start : start + 10])
-                ],
-            )
+        """The load onto the bus, and its redeliveries to the queue (`loadgen.publish`)."""
+        loadgen.publish(
+            load, self._client("events"), self.bus_arn, self._client("sqs"), self.queue_url
+        )
 
     def runner(self, progress: Callable[[Progress], None] | None = None) -> Runner:
         c = self.config
@@ -387,39 +355,18 @@ class LocalPipeline:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every message in the DLQ, body and ratebridge.* attributes (left in place)."""
-        sqs = self._client("sqs")
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(100):
-            got = sqs.receive_message(
-                QueueUrl=self.dlq_url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=60,
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not got:
-                break
-            for m in got:
-                attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
-                found[m["MessageId"]] = {"body": m["Body"], **attrs}
-        return list(found.values())
+        return read_dead_letters(self._client("sqs"), self.dlq_url)
 
     def emf_totals(self) -> dict[str, float]:
         """Sums of the EMF metrics the functions printed to their log, by
         "Metric" or "Metric:Route"/"Metric:Bucket" (what CloudWatch would see)."""
         totals: dict[str, float] = {}
-        for line in self._log_lines():
-            if not line.startswith('{"_aws"'):
-                continue
-            try:
-                blob = json.loads(line)
-            except ValueError:
-                continue
+        for blob in emf.records(self._log_lines()):
+            label = blob.get("Route") or blob.get("Bucket") or ""
             for directive in blob["_aws"]["CloudWatchMetrics"]:
-                label = blob.get("Route") or blob.get("Bucket") or ""
                 for metric in directive["Metrics"]:
                     name = metric["Name"]
-                    values = blob.get(name, [])
-                    value = sum(values) if isinstance(values, list) else float(values)
+                    value = emf.total(blob, name)
                     totals[name] = totals.get(name, 0.0) + value
                     totals[f"{name}:{label}"] = totals.get(f"{name}:{label}", 0.0) + value
         return totals
@@ -435,6 +382,25 @@ class LocalPipeline:
     def client_secret_for_scans(self) -> str:
         """The placeholder secret, for tests that scan output for it (never printed)."""
         return self._client_secret
+
+
+def read_dead_letters(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message in the DLQ at `url`: its body and ratebridge.* attributes (the
+    reason). Left in place: each is received once with a visibility timeout of 60 s."""
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(100):
+        got = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not got:
+            break
+        for m in got:
+            attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
+            found[m["MessageId"]] = {"body": m["Body"], **attrs}
+    return list(found.values())
 
 
 def _no_genesys() -> Any:
