@@ -3,3 +3,5 @@ event-source runner, local servers, simulations and benchmarks.
 
 Imports go one way: ratebridge_tools -> processor -> limiter.
 """
+
+import processor as _processor  # noqa: F401 - quiets the Genesys SDK's import (see processor)
