@@ -159,11 +159,21 @@ class InteractionStore:
             item = self.model.get(conversation_id, consistent_read=True)
         except self.model.DoesNotExist:
             return None
-        return {name: _plain(value) for name, value in item.attribute_values.items()}
+        return _as_dict(item)
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        """Every item as a plain dict, by conversation id (one Scan: for checks and tools)."""
+        return {
+            item.conversationId: _as_dict(item) for item in self.model.scan(consistent_read=True)
+        }
 
     def create_table(self) -> None:
         if not self.model.exists():
             self.model.create_table(wait=True)
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    return {name: _plain(value) for name, value in item.attribute_values.items()}
 
 
 def _plain(value: Any) -> Any:

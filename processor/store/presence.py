@@ -95,6 +95,13 @@ class PresenceStore:
             return None
         return dict(item.to_simple_dict())
 
+    def all(self) -> dict[str, dict[str, Any]]:
+        """Every item as a plain dict, by user id (one Scan: for checks and tools)."""
+        return {
+            item.userId: dict(item.to_simple_dict())
+            for item in self.model.scan(consistent_read=True)
+        }
+
     def create_table(self) -> None:
         if not self.model.exists():
             self.model.create_table(wait=True)

@@ -452,8 +452,8 @@ def verify(pipeline: LocalPipeline, load: loadgen.Load, collected: Collected) ->
     want = loadgen.expected(load)
     app = App(pipeline.settings, genesys_factory=_no_genesys)
     return [
-        *_check_records("interaction", want.interactions, app.deps.interactions.get),
-        *_check_records("presence", want.presence, app.deps.presence.get),
+        *_check_records("interaction", want.interactions, app.deps.interactions.all().get),
+        *_check_records("presence", want.presence, app.deps.presence.all().get),
         *_check_dlq(load, collected.dlq),
         *_check_genesys(pipeline.config, want.genesys_calls, collected.emulator_records),
     ]
