@@ -24,7 +24,8 @@ Four layers, each finding what the one before cannot:
 4. **exercise**: the real handler, run by the local event-source runner with
    the stack's own settings (handler, timeout, batch size, environment)
    against the stack's own queue, tables and secret, on events put on the
-   stack's event bus. A proxy counts every AWS request the function makes,
+   stack's event bus (deployed for this with `MaxWaitSeconds=3`, so that its
+   capacity-wait phase takes seconds). A proxy counts every AWS request the function makes,
    per resource; each must be allowed by the role's policy. Every EMF metric
    the function printed must be in the catalogue.
 
@@ -591,10 +592,19 @@ def for_moto(tpl: Mapping[str, Any]) -> dict[str, Any]:
     return adapted
 
 
+# Parameters the exercise deploys with: a short permit wait, so that its capacity-wait
+# phase (a block longer than the wait) lasts seconds, not the default 20 s and more.
+EXERCISE_PARAMETERS = {"MaxWaitSeconds": "3"}
+
+
 def deploy(
-    tpl: dict[str, Any], aws_url: str, name: str | None = None
+    tpl: dict[str, Any],
+    aws_url: str,
+    name: str | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> tuple[Stack | None, list[Finding]]:
-    """create_stack the translated template in the moto at `aws_url`."""
+    """create_stack the translated template in the moto at `aws_url`, every parameter
+    at its default unless `overrides` gives it."""
     name = name or f"rb-{uuid.uuid4().hex[:8]}"
     session = boto3.session.Session()
     kw: dict[str, Any] = {
@@ -616,6 +626,7 @@ def deploy(
         value = spec.get("Default")
         if key == "GenesysEventSourceName":
             value = bus
+        value = (overrides or {}).get(key, value)
         if value is None:
             continue
         value = ",".join(value) if isinstance(value, list) else str(value)
@@ -1216,7 +1227,9 @@ def run(
         # Placeholder credentials and the local endpoint for this process (PynamoDB reads them).
         stop.enter_context(local_aws_env(url))
         step("stack")
-        stack, problems = deploy(translated, url)
+        stack, problems = deploy(
+            translated, url, overrides=EXERCISE_PARAMETERS if exercise_handler else None
+        )
         report.findings += problems
         if stack is None:
             return report
