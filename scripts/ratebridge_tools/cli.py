@@ -182,21 +182,93 @@ def cmd_bench_genesys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ratebridge_tools import demo_limiter
+def cmd_status(args: argparse.Namespace) -> int:
+    from ratebridge_tools import status
 
-    config = demo_limiter.DemoConfig(
-        processes=args.processes,
-        threads=args.threads,
-        requests=args.requests,
-        per_seconds=args.per,
-        burst=args.burst,
-        duration=args.duration,
+    if not 0.1 <= args.interval <= 3600:  # also refuses NaN
+        raise ValueError(f"--interval must be within [0.1, 3600] seconds, got {args.interval}")
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, got {args.frames}")
+    frames = args.frames if args.watch else 1
+    tty = sys.stdout.isatty()
+
+    def show(rows: list[status.Row], at: float) -> None:
+        if args.json:
+            print(json.dumps([r.to_json() for r in rows]), flush=True)
+            return
+        if args.watch and tty:
+            sys.stdout.write("\x1b[H\x1b[2J")  # clear the screen: a view that refreshes
+        print(status.render(rows, at), flush=True)
+        if args.watch and not tty:
+            print(flush=True)
+
+    try:
+        status.watch(
+            _limiter(), args.buckets or None, interval=args.interval, frames=frames, show=show
+        )
+    except KeyboardInterrupt:
+        if not args.watch:
+            raise
+    return 0
+
+
+def _limit_arg(text: str) -> Limit:
+    """REQUESTS/SECONDS[/BURST], e.g. 100/10 or 300/60/3 (the limiter validates it)."""
+    parts = text.split("/")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError("expected two or three numbers")
+        burst = int(parts[2]) if len(parts) == 3 else 1
+        return Limit(requests=int(parts[0]), per_seconds=float(parts[1]), burst=burst)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected REQUESTS/SECONDS[/BURST] like 100/10, got {text!r} ({exc})"
+        ) from None
+
+
+def _share(text: str) -> float:
+    value = _number(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
+    return value
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`demo` and `simulate`: the whole pipeline on loopback (ratebridge_tools.demo)."""
+    from pathlib import Path
+
+    from ratebridge_tools import demo
+
+    limit: Limit = args.limit
+    knobs = {
+        name: getattr(args, name)
+        for name in (
+            "duplicate_share",
+            "malformed_share",
+            "seed",
+            "function_timeout",
+            "max_seconds",
+        )
+        if getattr(args, name, None) is not None
+    }
+    config = demo.DemoConfig(
+        events=args.events,
+        workers=args.workers,
+        requests=limit.requests,
+        per_seconds=limit.per_seconds,
+        burst=limit.burst,
+        batch_size=args.batch_size,
+        strategy=args.strategy,
+        chart=None if args.no_chart else Path(args.chart),
+        **knobs,
     )
-    Limit(config.requests, config.per_seconds, config.burst)  # validate before starting servers
-    result = demo_limiter.run(config, say=lambda line: print(line, flush=True))
+    config.pipeline()  # refuse bad knobs before starting any server
+    result = demo.run(config)
     print()
-    print(demo_limiter.report(result))
+    print(demo.summary(result))
+    if args.json:
+        demo.write_json(result, Path(args.json))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -273,13 +345,36 @@ def _add_infra(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.set_defaults(handler=cmd_infra_check)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ratebridge",
-        description="Operate ratebridge's shared rate limits, and run its local tools.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from ratebridge_tools.demo import STRATEGIES, DemoConfig
 
+    d = DemoConfig()
+    parser.add_argument("--events", type=_whole_number, default=d.events, help="SQS deliveries")
+    parser.add_argument(
+        "--workers", type=_whole_number, default=d.workers, help="MaximumConcurrency"
+    )
+    parser.add_argument(
+        "--limit",
+        type=_limit_arg,
+        default=Limit(d.requests, d.per_seconds, d.burst),
+        metavar="REQUESTS/SECONDS[/BURST]",
+        help=f"the Genesys limit (default {d.requests}/{d.per_seconds:g})",
+    )
+    parser.add_argument("--batch-size", type=_whole_number, default=d.batch_size)
+    parser.add_argument(
+        "--strategy",
+        choices=sorted(STRATEGIES),
+        default=d.strategy,
+        help="seed: the tutorial's handler on the same load, for comparison",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--chart", default=str(d.chart), metavar="PATH", help="the PNG chart")
+    parser.add_argument("--no-chart", action="store_true")
+    parser.set_defaults(handler=cmd_demo)
+
+
+def _add_limits(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`ratebridge tables create` and `ratebridge limits set|get|list|delete`."""
     tables = commands.add_parser("tables", help="create the DynamoDB tables (local use)")
     tables_sub = tables.add_subparsers(dest="action", required=True, metavar="ACTION")
     tables_sub.add_parser("create", help="create the limiter's tables if missing").set_defaults(
@@ -305,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("bucket")
     delete.set_defaults(handler=cmd_limits_delete)
 
+
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`ratebridge bench limiter|genesys`."""
     bench = commands.add_parser("bench", help="benchmarks that print comparison tables")
     bench_sub = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
     bl = bench_sub.add_parser(
@@ -320,6 +418,32 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bl.set_defaults(handler=cmd_bench_limiter)
     _add_bench_genesys(bench_sub)
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`ratebridge status [--watch]`."""
+    status = commands.add_parser(
+        "status", help="every bucket live from DynamoDB: grants/s, utilization, blocks, waiters"
+    )
+    status.add_argument("buckets", nargs="*", metavar="BUCKET", help="default: every bucket")
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument(
+        "--interval", type=_number, default=1.0, metavar="SECONDS", help="between readings"
+    )
+    status.add_argument("--frames", type=_whole_number, help="with --watch: stop after N views")
+    status.add_argument("--json", action="store_true", help="one JSON list per view")
+    status.set_defaults(handler=cmd_status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ratebridge",
+        description="Operate ratebridge's shared rate limits, and run its local tools.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_limits(commands)
+    _add_bench(commands)
     # Listed for --help; main() hands its arguments to the emulator's own parser.
     commands.add_parser(
         "emulator",
@@ -329,16 +453,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_infra(commands)
 
+    _add_status(commands)
+
     demo = commands.add_parser(
         "demo", help="run the main job locally on embedded servers (what scripts/demo runs)"
     )
-    demo.add_argument("--processes", type=_whole_number, default=4, help="worker processes")
-    demo.add_argument("--threads", type=_whole_number, default=8, help="workers per process")
-    demo.add_argument("--requests", type=_whole_number, default=50)
-    demo.add_argument("--per", type=_number, default=1.0, metavar="SECONDS")
-    demo.add_argument("--burst", type=_whole_number, default=1)
-    demo.add_argument("--duration", type=_number, default=10.0, metavar="SECONDS")
-    demo.set_defaults(handler=cmd_demo)
+    _add_demo_arguments(demo)
+    simulate = commands.add_parser(
+        "simulate", help="the demo's engine with every knob (load mix, timeouts, seeds)"
+    )
+    _add_demo_arguments(simulate)
+    simulate.add_argument("--duplicates", dest="duplicate_share", type=_share, metavar="SHARE")
+    simulate.add_argument("--malformed", dest="malformed_share", type=_share, metavar="SHARE")
+    simulate.add_argument("--seed", type=_whole_number, help="the load's random seed")
+    simulate.add_argument("--function-timeout", type=_number, metavar="SECONDS")
+    simulate.add_argument("--max-seconds", type=_number, metavar="SECONDS", help="stop draining")
     return parser
 
 

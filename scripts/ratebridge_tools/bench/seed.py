@@ -148,6 +148,7 @@ class SeedGenesys:
             PlainHttpClient(connect_timeout=connect_timeout, read_timeout=read_timeout)
         )
         self._users = sdk.UsersApi(self._api_client)
+        self._conversations = sdk.ConversationsApi(self._api_client)
         self._token_until: float | None = None
 
     @property
@@ -157,11 +158,18 @@ class SeedGenesys:
 
     def get_user(self, user_id: str) -> Any:
         """GET /api/v2/users/{id} -> the SDK's `User`, logging in first if needed."""
+        return self._call(self._users.get_user, user_id)
+
+    def get_conversation(self, conversation_id: str) -> Any:
+        """GET /api/v2/conversations/{id} -> the SDK's `Conversation`, the same way."""
+        return self._call(self._conversations.get_conversation, conversation_id)
+
+    def _call(self, method: Callable[[str], Any], entity_id: str) -> Any:
         self._ensure_token()
         attempt = 0
         while True:
             try:
-                return self._users.get_user(user_id)
+                return method(entity_id)
             except ApiException as exc:
                 if exc.status != 429 or attempt >= MAX_RETRIES:
                     raise
