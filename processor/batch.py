@@ -9,8 +9,11 @@ For every record, exactly one of:
   not spend one of the queue's maxReceiveCount receives. After
   RATEBRIDGE_MAX_DEFERRALS waits it goes to the DLQ with its reason;
 - failed retriably -> reported in `batchItemFailures`, its visibility timeout
-  set to the wait when one is known. On its last allowed receive it goes to
-  the DLQ with its reason instead.
+  set to the wait when one is known, else to an exponential backoff
+  (RATEBRIDGE_RETRY_BACKOFF_SECONDS x 2^(receive - 1)): a fault of a few
+  seconds costs seconds, not the queue's visibility timeout, and the receives
+  that count toward maxReceiveCount are spread over a longer outage. On its
+  last allowed receive it goes to the DLQ with its reason instead.
 Once one record of the batch learns it must wait (the limiter or Genesys said
 so), the records after it are put back with the same wait without trying.
 The handler never raises for a bad record.
@@ -158,8 +161,7 @@ def _handle_record(app: App, state: _BatchState, record: SQSRecord) -> None:
             "record put back",
             extra={"kind": exc.kind, "reason": exc.reason, "retry_after": exc.retry_after},
         )
-        if exc.retry_after is not None:
-            _defer(app, state, record, exc.retry_after)
+        _defer(app, state, record, _retry_wait(app, exc, receive_count))
         raise
     finally:
         logger.remove_keys(["event_id", "correlation_id"])
@@ -266,6 +268,16 @@ def _delay(app: App, retry_after: float) -> int:
     # A little jitter so records put back together do not all return in the same second.
     seconds = math.ceil(max(0.0, retry_after) + random.uniform(0, 1))  # noqa: S311
     return min(seconds, app.settings.max_defer_seconds)
+
+
+def _retry_wait(app: App, exc: RetriableRecordError, receive_count: int) -> float:
+    """The wait the failure named, else the backoff for this receive."""
+    if exc.retry_after is not None:
+        return float(exc.retry_after)
+    exponent = min(max(receive_count, 1) - 1, 16)
+    return float(
+        min(app.settings.retry_backoff_seconds * 2**exponent, app.settings.max_defer_seconds)
+    )
 
 
 def _defer(app: App, state: _BatchState, record: SQSRecord, retry_after: float) -> None:

@@ -18,6 +18,7 @@
 | RATEBRIDGE_MAX_RECEIVE_COUNT | 3 | the queue's maxReceiveCount (a last failure goes to the DLQ) |
 | RATEBRIDGE_MAX_DEFER_SECONDS | 900 | cap on how long a record is put back for |
 | RATEBRIDGE_MAX_DEFERRALS | 50 | capacity waits before a record goes to the DLQ |
+| RATEBRIDGE_RETRY_BACKOFF_SECONDS | 5 | a failed record returns after this x 2^(receive - 1) s |
 | RATEBRIDGE_IDEMPOTENCY_TTL_SECONDS | 432000 | how long an event id is remembered (5 days) |
 | RATEBRIDGE_MAX_BODY_BYTES | 262144 | larger SQS bodies are refused as malformed |
 | GENESYS_CREDENTIALS_SECRET | (none) | Secrets Manager secret with JSON client_id, client_secret |
@@ -104,6 +105,7 @@ class Settings:
     max_receive_count: int = 3
     max_defer_seconds: int = 900
     max_deferrals: int = 50
+    retry_backoff_seconds: float = 5.0
     # Genesys retries delivery for up to 4 days: remember event ids longer.
     idempotency_ttl_seconds: int = 5 * 86_400
     max_body_bytes: int = 262_144
@@ -161,6 +163,9 @@ class Settings:
             ),
             max_deferrals=_whole(
                 env, "RATEBRIDGE_MAX_DEFERRALS", defaults.max_deferrals, 1, 100_000
+            ),
+            retry_backoff_seconds=_positive(
+                env, "RATEBRIDGE_RETRY_BACKOFF_SECONDS", defaults.retry_backoff_seconds
             ),
             idempotency_ttl_seconds=_whole(
                 env,

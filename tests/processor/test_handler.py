@@ -298,3 +298,24 @@ def test_a_retriable_failure_on_the_last_receive_goes_to_the_dlq_with_its_reason
     assert dead[0]["ratebridge.eventId"] == event["id"]
     assert dead[0]["ratebridge.receiveCount"] == str(MAX_RECEIVE_COUNT)
     assert "503" in dead[0]["ratebridge.reason"]
+
+
+def test_a_failure_with_no_known_wait_comes_back_after_the_backoff(pipeline: Pipeline) -> None:
+    # Given Genesys answering 503 (no Retry-After: the wait is unknown)
+    pipeline.emulator.configure(error_rate=1.0, error_status=503)
+    pipeline.send(conversation_event("start"))
+    batch = pipeline.receive(max_records=1, wait=5)
+    # When the record fails on its first receive
+    response = pipeline.invoke(batch)
+    failed_at = time.monotonic()
+    assert len(response["batchItemFailures"]) == 1
+    pipeline.emulator.configure(error_rate=0.0)
+    # Then it comes back after the backoff (5 s x 2^0, plus up to 1 s of jitter),
+    # not after the queue's visibility timeout of 30 s
+    assert pipeline.receive(max_records=1, wait=1)["Records"] == []
+    again = pipeline.receive(max_records=1, wait=20)["Records"]
+    waited = time.monotonic() - failed_at
+    assert again, "the record did not come back within 21 s"
+    assert again[0]["attributes"]["ApproximateReceiveCount"] == "2"
+    assert 5.0 <= waited < 20.0
+    assert pipeline.invoke({"Records": again}) == {"batchItemFailures": []}
