@@ -510,6 +510,24 @@ def test_injected_errors_follow_the_seed_exactly(emu: EmulatorServer) -> None:
     assert emu.requests()[-1].admitted
 
 
+def test_a_429_storm_refuses_every_api_request_with_its_retry_after(
+    emu: EmulatorServer,
+) -> None:
+    token = get_token(emu.url)
+    # Given a storm: a limit the client does not own is spent
+    emu.configure(storm_retry_after_s=17)
+    answers = [api_get(emu.url, token) for _ in range(3)]
+    # Then every API request is Genesys's 429 with that Retry-After, none admitted
+    for answer in answers:
+        assert_genesys_error(answer, 429, "too.many.requests.retry.after")
+        assert answer.headers["retry-after"] == "17"
+        assert "[17] seconds" in answer.body["message"]
+    assert [r.admitted for r in api_records(emu.requests())[-3:]] == [False] * 3
+    # And when it ends, requests are admitted again at once
+    emu.configure(storm_retry_after_s=0)
+    assert api_get(emu.url, token).status == 200
+
+
 def test_latency_and_jitter_are_added(emu: EmulatorServer) -> None:
     token = get_token(emu.url)
     emu.configure(latency_ms=120, jitter_ms=100, seed=3)

@@ -267,6 +267,16 @@ def _api(state: EmulatorState, cfg: EmulatorConfig, request: Request, draw: Faul
         client_id = None if info is None else info.client_id
         return replace(genesys_error(401, *code), token_id=token_id, client_id=client_id)
     client_id = info.client_id
+    if cfg.storm_retry_after_s:
+        storm = Decision(
+            admitted=False,
+            count=0,
+            limit=0,
+            reset_s=cfg.storm_retry_after_s,
+            wait_s=float(cfg.storm_retry_after_s),
+            retry_after_s=cfg.storm_retry_after_s,
+        )
+        return replace(too_many_requests(storm), token_id=token_id, client_id=client_id)
     decision = state.admit_api(token_id, client_id, request.arrival)
     if not decision.admitted:
         return replace(too_many_requests(decision), token_id=token_id, client_id=client_id)

@@ -183,6 +183,13 @@ KNOBS: dict[str, Knob] = {
         "(close the connection without answering)",
         choices=("504", "close"),
     ),
+    "storm_retry_after_s": Knob(
+        "int",
+        "when > 0, every API request answers 429 with this Retry-After (a limit the "
+        "client does not own, e.g. the org's, spent by another integration); 0: off",
+        low=0,
+        high=86_400,
+    ),
     "missing_ids": Knob("ids", "entity ids that answer 404 not.found (simulate deleted ones)"),
     "seed": Knob("int", "seed of the fault-injection random generator (re-seeds when set)"),
     "max_records": Knob("int", "request records kept in memory (oldest dropped first)", low=1),
@@ -216,6 +223,7 @@ class EmulatorConfig:
     hang_rate: float = 0.0
     hang_s: float = 30.0
     hang_action: HangAction = "504"
+    storm_retry_after_s: int = 0
     missing_ids: frozenset[str] = frozenset()
     seed: int = 0
     max_records: int = 1_000_000
