@@ -15,6 +15,7 @@ moto); dynalite returns nothing and the limiter falls back to one GetItem.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
@@ -386,12 +387,24 @@ class DynamoDBStore(BucketStore):
     def _limit(bucket: str, item: Item) -> Limit:
         try:
             return Limit(
-                requests=int(item["requests"]["N"]),
+                requests=_stored_whole(item["requests"]["N"], "requests"),
                 per_seconds=float(item["per_seconds"]["N"]),
-                burst=int(item["burst"]["N"]),
+                burst=_stored_whole(item["burst"]["N"], "burst"),
             )
         except (KeyError, ValueError) as exc:  # InvalidArgument is a ValueError
             raise InvalidArgument(
                 f"the stored limit for bucket {bucket!r} is invalid ({exc}): "
                 f"set it again with `ratebridge limits set {bucket} ...`"
             ) from exc
+
+
+def _stored_whole(text: str, what: str) -> int:
+    """A stored whole number, however the backend spells it ("1e3" or "1000");
+    ValueError when it is not whole."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{what} must be a number, got {text!r}") from None
+    if not number.is_finite() or number != number.to_integral_value():
+        raise ValueError(f"{what} must be a whole number, got {text}")
+    return int(number)

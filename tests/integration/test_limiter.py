@@ -14,6 +14,7 @@ import pytest
 from limiter import (
     InvalidArgument,
     Limit,
+    LimiterSettings,
     LimitNotConfigured,
     RateLimited,
     gcra,
@@ -332,3 +333,39 @@ def test_deleting_a_limit_stops_warm_callers(make_limiter: MakeLimiter, bucket: 
     operator.delete_limit(bucket)
     with pytest.raises(LimitNotConfigured):
         caller.acquire(bucket)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"requests": "-5", "per_seconds": "60", "burst": "1"}, "requests must be between"),
+        ({"requests": "0", "per_seconds": "60", "burst": "1"}, "requests must be between"),
+        ({"requests": "10", "per_seconds": "0", "burst": "1"}, "per_seconds must be between"),
+        ({"requests": "10", "per_seconds": "1e100", "burst": "1"}, "per_seconds must be between"),
+        ({"requests": "1e30", "per_seconds": "60", "burst": "1"}, "requests must be between"),
+        ({"requests": "2.5", "per_seconds": "60", "burst": "1"}, "requests must be a whole number"),
+        ({"requests": "10", "per_seconds": "60", "burst": "11"}, "burst"),
+        ({"requests": "10", "per_seconds": "60"}, "'burst'"),
+    ],
+)
+def test_a_limit_written_by_hand_that_is_invalid_is_named_not_used(
+    backend: LocalServer,
+    make_limiter: MakeLimiter,
+    limiter_settings: LimiterSettings,
+    bucket: str,
+    fields: dict[str, str],
+    message: str,
+) -> None:
+    # Given a limits item someone wrote straight into the table, with a bad number
+    client = dynamodb_client(region="us-east-1", endpoint_url=backend.url)
+    client.put_item(
+        TableName=limiter_settings.limits_table,
+        Item={"bucket": {"S": bucket}, "version": {"N": "1"}}
+        | {name: {"N": value} for name, value in fields.items()},
+    )
+    lim = make_limiter()
+    # Then reading it says which bucket, what is wrong, and how to fix it
+    with pytest.raises(InvalidArgument, match="ratebridge limits set") as caught:
+        lim.get_limit(bucket)
+    assert f"the stored limit for bucket {bucket!r} is invalid" in str(caught.value)
+    assert message in str(caught.value)
