@@ -26,7 +26,7 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -462,37 +462,50 @@ def verify(pipeline: LocalPipeline, load: loadgen.Load, collected: Collected) ->
 def _check_records(
     kind: str, want: dict[str, dict[str, Any]], get: Callable[[str], dict[str, Any] | None]
 ) -> list[str]:
+    return [p for key, fields in want.items() for p in record_problems(kind, key, get(key), fields)]
+
+
+def record_problems(
+    kind: str, key: str, item: dict[str, Any] | None, fields: dict[str, Any]
+) -> list[str]:
+    """How the stored `item` differs from the `fields` it must have (empty: it does not)."""
+    if item is None:
+        return [f"{kind} {key} missing"]
     problems = []
-    for key, fields in want.items():
-        item = get(key)
-        if item is None:
-            problems.append(f"{kind} {key} missing")
-            continue
-        for name, expected_value in fields.items():
-            got, value = item.get(name), expected_value
-            if name == "agents":  # order of agents is not part of the contract
-                got = sorted((a["userId"], a.get("name")) for a in got or [])
-                value = sorted((a["userId"], a["name"]) for a in expected_value)
-            if got != value:
-                problems.append(f"{kind} {key}: {name} is {got!r}, not {value!r}")
+    for name, expected_value in fields.items():
+        got, value = item.get(name), expected_value
+        if name == "agents":  # order of agents is not part of the contract
+            got = sorted((a["userId"], a.get("name")) for a in got or [])
+            value = sorted((a["userId"], a["name"]) for a in expected_value)
+        if got != value:
+            problems.append(f"{kind} {key}: {name} is {got!r}, not {value!r}")
     return problems
 
 
 def _check_dlq(load: loadgen.Load, dead: list[dict[str, Any]]) -> list[str]:
-    problems = []
+    problems: list[str] = []
     if len(dead) != load.malformed:
         problems.append(f"{len(dead)} records in the DLQ, expected the {load.malformed} malformed")
     good_ids = set(load.ids.values())
+    for d, event_id in zip(dead, dlq_event_ids(dead, problems), strict=True):
+        if event_id in good_ids:
+            problems.append(f"good event {event_id} in the DLQ: {d.get('ratebridge.reason')}")
+    return problems
+
+
+def dlq_event_ids(dead: Sequence[dict[str, Any]], problems: list[str]) -> list[str | None]:
+    """The event id in each DLQ record's body (None if it has none); a problem
+    added for every record that carries no reason."""
+    ids: list[str | None] = []
     for d in dead:
         if not d.get("ratebridge.reason"):
             problems.append(f"DLQ record without a reason: {d['body'][:60]!r}")
         try:
             event_id = json.loads(d["body"]).get("id")
         except (ValueError, AttributeError):
-            continue
-        if event_id in good_ids:
-            problems.append(f"good event {event_id} in the DLQ: {d.get('ratebridge.reason')}")
-    return problems
+            event_id = None
+        ids.append(event_id if isinstance(event_id, str) else None)
+    return ids
 
 
 def _check_genesys(config: PipelineConfig, calls: int, records: list[Any]) -> list[str]:

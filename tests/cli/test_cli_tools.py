@@ -7,6 +7,7 @@ tests/e2e/test_demo.py.)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,63 @@ def test_infra_check_names_a_missing_template(capsys: pytest.CaptureFixture[str]
     code, _, err = run(capsys, "infra", "check", "--template", "no/such/template.yaml")
     assert code == 2
     assert "no template at no/such/template.yaml" in err
+
+
+def test_chaos_lists_its_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+    from ratebridge_tools.chaos import SCENARIOS
+
+    code, out, _ = run(capsys, "chaos", "--list")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == [s.name for s in SCENARIOS]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["chaos", "--scenario", "meteor"], "invalid choice: 'meteor'"),
+        (["chaos", "--events", "0"], "events must be at least 1, got 0"),
+        (["chaos", "--workers", "-3"], "workers must be within 1..1000, got -3"),
+        (["chaos", "--events", "many"], "expected a whole number, got 'many'"),
+        (["chaos", "--workers", "5000"], "workers must be within 1..1000, got 5000"),
+    ],
+)
+def test_chaos_refuses_bad_input_before_starting_anything(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        code = int(exc.code or 0)
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_chaos_runs_a_scenario_and_writes_its_figures(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # When one scenario runs on a tiny load, without the skew run
+    out_file = tmp_path / "chaos.json"
+    code, out, _ = run(
+        capsys,
+        "chaos",
+        "--scenario",
+        "token-revoked",
+        "--events",
+        "20",
+        "--workers",
+        "2",
+        "--no-skew",
+        "--json",
+        str(out_file),
+    )
+    # Then it passed, the table shows it, and the JSON has its figures
+    assert code == 0, out
+    assert "every promise held" in out
+    assert "| token-revoked |" in out
+    data = json.loads(out_file.read_text())
+    [row] = data["scenarios"]
+    assert row["scenario"] == "token-revoked"
+    assert row["ok"] is True
+    assert (row["events"], row["lost"], row["doubled"]) == (20, 0, 0)
+    assert row["fault_hits"] > 0  # the revoked token was refused at least once
+    assert data["skew"] is None

@@ -4,6 +4,7 @@ a well-formed partial batch response, and every bad record reaches the DLQ."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -11,10 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.batch import handle_batch
+from ratebridge_tools.emulator import EmulatorServer
 from tests.processor.conftest import Pipeline
 from tests.support.events import conversation_event, presence_audit, user_presence
 from tests.support.lambda_context import FakeLambdaContext
 
+UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+API_PATH = re.compile(rf"/api/v2/(users|conversations|routing/queues)/{UUID}")
 HOSTILE = st.sampled_from(
     [
         "../../oauth/token",
@@ -112,7 +116,12 @@ def test_the_handler_never_raises_and_answers_well_formed(
         }
         for body in batch
     ]
+    _api_paths_since_last_look(pipeline.emulator)
     response = handle_batch(pipeline.app, {"Records": records}, FakeLambdaContext(60))
+    # Ids are validated before they reach a URL: every path Genesys saw is a
+    # known route with a UUID in it, whatever the bodies held.
+    for path in _api_paths_since_last_look(pipeline.emulator):
+        assert API_PATH.fullmatch(path), path
     assert set(response) == {"batchItemFailures"}
     failures = response["batchItemFailures"]
     assert isinstance(failures, list)
@@ -123,3 +132,13 @@ def test_the_handler_never_raises_and_answers_well_formed(
     # With nothing failing around it, every record is consumed: processed,
     # skipped, or in the DLQ with its reason. None is left to retry.
     assert failures == []
+
+
+_cursor = [0]  # the index of the next emulator record not yet looked at
+
+
+def _api_paths_since_last_look(emulator: EmulatorServer) -> list[str]:
+    records = emulator.requests(since=_cursor[0])
+    if records:
+        _cursor[0] = records[-1].index + 1
+    return [r.path for r in records if r.path.startswith("/api/")]
