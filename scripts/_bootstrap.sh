@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced by scripts/demo and scripts/test: makes the project's environment
 # exist and match what the repository asks for, on a fresh machine or an old one.
-#   ensure_python_env  -> .venv with `pip install -e .[dev]`, redone when pyproject.toml changes
+#   ensure_python_env  -> .venv with `pip install -e .[dev]` (through uv when it can be
+#                         had), redone when pyproject.toml changes
 #   ensure_node_tools  -> scripts/node/node_modules (dynalite), redone when its lock changes
 #   ensure_infra_tools -> .venv-infra with cfn-lint and aws-sam-translator (pinned in
 #                         infra/requirements-tools.txt), redone when that file changes; its own
@@ -42,13 +43,29 @@ ensure_python_env() {
   fi
   _say "installing ratebridge and its dev tools into .venv (first run takes about a minute)"
   local log="$VENV/setup.log"
-  if ! { "$PY" -m pip install --disable-pip-version-check --upgrade pip &&
-         "$PY" -m pip install --disable-pip-version-check -e "$ROOT[dev]"; } >"$log" 2>&1; then
+  : >"$log"
+  if ! _install "$PY" "$log" -e "$ROOT[dev]"; then
     tail -n 30 "$log" >&2
-    _say "pip failed; the whole log is in $log"
+    _say "installing failed; the whole log is in $log"
     exit 1
   fi
   echo "$want" > "$stamp"
+}
+
+# _install PYTHON LOG ARGS...: `pip install ARGS` into PYTHON's environment, through
+# uv (parallel downloads and builds: several times faster on a fresh machine) when
+# it can be had, else through pip itself.
+_install() {
+  local py="$1" log="$2"
+  shift 2
+  if [ ! -x "$VENV/bin/uv" ]; then
+    "$PY" -m pip install --disable-pip-version-check --quiet uv >>"$log" 2>&1 || true
+  fi
+  if [ -x "$VENV/bin/uv" ]; then
+    "$VENV/bin/uv" pip install --python "$py" "$@" >>"$log" 2>&1 && return 0
+    echo "uv failed; trying pip" >>"$log"
+  fi
+  "$py" -m pip install --disable-pip-version-check "$@" >>"$log" 2>&1
 }
 
 ensure_node_tools() {
@@ -81,10 +98,10 @@ ensure_infra_tools() {
   echo '*' > "$INFRA_VENV/.gitignore"
   _say "installing the infra checkers into .venv-infra"
   log="$INFRA_VENV/setup.log"
-  if ! "$INFRA_VENV/bin/python" -m pip install --disable-pip-version-check \
-         -r "$ROOT/infra/requirements-tools.txt" >"$log" 2>&1; then
+  : >"$log"
+  if ! _install "$INFRA_VENV/bin/python" "$log" -r "$ROOT/infra/requirements-tools.txt"; then
     tail -n 30 "$log" >&2
-    _say "pip failed; the whole log is in $log"
+    _say "installing failed; the whole log is in $log"
     exit 1
   fi
   echo "$want" > "$stamp"

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ratebridge_tools import demo
 from ratebridge_tools.demo import DemoConfig
 
@@ -61,6 +63,7 @@ def test_ratebridge_holds_the_limit_and_loses_nothing(tmp_path: Path) -> None:
     assert "checked: every good event's record exists once" in demo.summary(result)
 
 
+@pytest.mark.slow  # a minute of the seed being throttled; README's table has its figures
 def test_the_seed_on_the_same_load_shows_the_difference(tmp_path: Path) -> None:
     # When the tutorial's handler works on the same load against the same emulator
     # for 45 s (its failed batches come back only after the visibility timeout, so

@@ -57,6 +57,7 @@ def test_64_cold_workers_fetch_one_token_and_one_more_after_expiry(stack: Stack)
     assert len([t for t in token_times if t >= second]) == 1
 
 
+@pytest.mark.one_backend_by_default  # real-time; the token store's races run on both in test_token
 def test_a_token_revoked_mid_run_costs_one_new_token_and_no_failed_call(stack: Stack) -> None:
     # Given 64 workers calling continuously on a warm token
     stack.emulator.configure(rate_limit=1_000_000)
@@ -80,6 +81,7 @@ def test_a_token_revoked_mid_run_costs_one_new_token_and_no_failed_call(stack: S
     assert len(api_ok) == sum(r.ok for r in results)
 
 
+@pytest.mark.one_backend_by_default  # real-time; the bucket's block runs on both in integration/
 def test_one_429_is_one_request_and_pauses_the_whole_fleet(stack: Stack) -> None:
     # Given Genesys allowing 5 requests per 10 s, below what our limiter allows
     # (another client of the org uses the rest)
