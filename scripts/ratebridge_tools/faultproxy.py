@@ -108,6 +108,10 @@ class _State:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes: with Nagle's algorithm on, the
+    # second waits for the client's delayed ACK of the first (measured here:
+    # 55 ms per DynamoDB request through the proxy instead of 17).
+    disable_nagle_algorithm = True
     state: ClassVar[_State]
     _conn: http.client.HTTPConnection | None = None
 

@@ -124,6 +124,12 @@ def _has_messages(body: bytes) -> bool:
         return True  # not what we expected: hand it back rather than wait on it
 
 
+class _Handler(MotoRequestHandler):
+    # werkzeug writes the headers and the body separately: with Nagle's
+    # algorithm on, the body waits for the client's delayed ACK of the headers.
+    disable_nagle_algorithm = True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ratebridge_tools.motoserver")
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         Serialised(app),
         threaded=True,
-        request_handler=MotoRequestHandler,
+        request_handler=_Handler,
     )
     return 0
 

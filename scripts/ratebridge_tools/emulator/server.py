@@ -84,6 +84,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
 class EmulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes; see faultproxy
     server_version = "ratebridge-emulator"
     timeout = IDLE_TIMEOUT_S
     server: EmulatorHTTPServer
