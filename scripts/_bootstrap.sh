@@ -4,6 +4,7 @@
 #   ensure_python_env  -> .venv with `pip install -e .[dev]` (through uv when it can be
 #                         had), redone when pyproject.toml changes
 #   ensure_node_tools  -> scripts/node/node_modules (dynalite), redone when its lock changes
+#   compile_sources    -> the project's .pyc files, written ahead (see below)
 #   ensure_infra_tools -> .venv-infra with cfn-lint and aws-sam-translator (pinned in
 #                         infra/requirements-tools.txt), redone when that file changes; its own
 #                         environment because aws-sam-translator pins pydantic ~=2.13
@@ -62,7 +63,9 @@ _install() {
     "$PY" -m pip install --disable-pip-version-check --quiet uv >>"$log" 2>&1 || true
   fi
   if [ -x "$VENV/bin/uv" ]; then
-    "$VENV/bin/uv" pip install --python "$py" "$@" >>"$log" 2>&1 && return 0
+    # --compile-bytecode: as pip does. Without it the first processes to import the
+    # Genesys SDK (thousands of modules) all compile it at once, each for itself.
+    "$VENV/bin/uv" pip install --compile-bytecode --python "$py" "$@" >>"$log" 2>&1 && return 0
     echo "uv failed; trying pip" >>"$log"
   fi
   "$py" -m pip install --disable-pip-version-check "$@" >>"$log" 2>&1
@@ -79,6 +82,15 @@ ensure_node_tools() {
   _say "installing dynalite into scripts/node/node_modules"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" > "$stamp"
+}
+
+# The project's own bytecode, written ahead: where PYTHONDONTWRITEBYTECODE is set
+# (it is on some CI machines), every worker process would otherwise compile
+# processor/, limiter/ and the tools again. Up-to-date files are skipped; a .pyc
+# older than its source is never used.
+compile_sources() {
+  "$PY" -m compileall -q -j 0 "$ROOT/processor" "$ROOT/limiter" "$ROOT/scripts/ratebridge_tools" \
+    "$ROOT/tests" >/dev/null || true
 }
 
 INFRA_VENV="$ROOT/.venv-infra"

@@ -102,9 +102,12 @@ class Scenario:
     in_short: bool = False  # part of the short profile (what CI runs)
     load_scale: float = 1.0
     rate_scale: float = 1.0
+    summary: str = ""  # what breaks, when naming every fault is too long
 
     @property
     def fault(self) -> str:
+        if self.summary:
+            return self.summary
         return "; then ".join(f.what for f in self.faults) or "no fault (the control run)"
 
 
@@ -217,6 +220,43 @@ TOKEN_DOWN = Fault(
 # Their batches return after the visibility timeout (12 s).
 KILL_TWO = Fault("two workers SIGKILLed mid-batch", _kill_busy(2), hold=0.0, recovery_bound=20.0)
 
+# Each DynamoDB fault, as the proxy answers it, and what it stands for.
+DDB_FAULTS: tuple[tuple[str, str, dict[str, float]], ...] = (
+    ("throttle", "ProvisionedThroughputExceeded", {}),
+    ("throttling", "ThrottlingException", {}),
+    ("error500", "500 InternalFailure", {}),
+    ("delay", "held 4 s (client read timeout 3 s)", {"delay": 4.0}),
+    ("reset", "connection reset", {}),
+)
+
+
+def _table_in_turn(which: str) -> Scenario:
+    """`which` table: each of DDB_FAULTS for 2 s on every request, 2 s apart."""
+    faults = []
+    for number, (action, what, rule) in enumerate(DDB_FAULTS):
+        start = _proxy(action, which, **rule)
+        if which == "tokens":
+            start = _both(start, _revoke)
+        faults.append(
+            Fault(
+                f"{which} table: {what}",
+                start,
+                _heal_proxy,
+                hold=2.0,
+                at=FAULT_AT + 4.0 * number,
+            )
+        )
+    return Scenario(
+        f"ddb-{which}",
+        tuple(faults),
+        load_scale=2.5,
+        rate_scale=0.5,
+        summary=f"{which} table: throttled, throttling, 500s, held past the timeout, resets"
+        + (" (every token revoked at each)" if which == "tokens" else "")
+        + ", in turn",
+    )
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("baseline", (), in_short=True),
     # The short profile's one fault run: five kinds in turn on one pipeline.
@@ -232,26 +272,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         in_short=True,
         load_scale=2.5,
         rate_scale=0.5,
+        summary="buckets throttled; every table's connections reset; a 429 storm; "
+        "the token endpoint down; two workers killed: in turn",
     ),
-    Scenario("ddb-throttle-buckets", (THROTTLE_BUCKETS,)),
-    _one(
-        "ddb-timeout-buckets",
-        "buckets table: every request held 4 s (client read timeout 3 s)",
-        _proxy("delay", "buckets", delay=4.0),
-        _heal_proxy,
-    ),
-    _one(
-        "ddb-throttling-tokens",
-        "tokens table: ThrottlingException, and every token revoked",
-        _both(_proxy("throttling", "tokens"), _revoke),
-        _heal_proxy,
-    ),
-    _one(
-        "ddb-500-idempotency",
-        "idempotency table: every request a 500",
-        _proxy("error500", "idempotency"),
-        _heal_proxy,
-    ),
+    # Every DynamoDB fault in turn on one table (the tokens table is read when
+    # a token is refreshed: every token is revoked as each fault starts).
+    _table_in_turn("buckets"),
+    _table_in_turn("tokens"),
+    _table_in_turn("idempotency"),
     Scenario("ddb-reset-all", (RESET_ALL,)),
     Scenario("genesys-429-storm", (STORM,)),
     _one(
