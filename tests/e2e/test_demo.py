@@ -23,7 +23,7 @@ def small(strategy: str, tmp_path: Path) -> DemoConfig:
     # A 30 s window: the limiter's 1% jitter allowance (300 ms) covers late wake-ups
     # of workers sharing two cores with the servers; 5 s (50 ms) did not, here.
     return DemoConfig(
-        events=40,  # about 48 Genesys calls: more than one window allows
+        events=32,  # 36 Genesys calls: more than one window allows
         workers=4,
         requests=30,
         per_seconds=30,
