@@ -263,14 +263,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "gauntlet",
         (
-            replace(THROTTLE_BUCKETS, at=1.5, hold=3.0),
-            replace(RESET_ALL, at=8.0, hold=3.0),
-            replace(STORM, at=14.0),
-            replace(TOKEN_DOWN, at=22.0, hold=3.0),
-            replace(KILL_TWO, at=28.0),
+            replace(THROTTLE_BUCKETS, at=1.5, hold=2.0),
+            replace(RESET_ALL, at=5.5, hold=2.0),
+            replace(STORM, at=9.5, hold=2.0),
+            replace(TOKEN_DOWN, at=18.0, hold=2.0),
+            replace(KILL_TWO, at=23.0),
         ),
         in_short=True,
-        load_scale=2.5,
+        load_scale=2.0,
         rate_scale=0.5,
         summary="buckets throttled; every table's connections reset; a 429 storm; "
         "the token endpoint down; two workers killed: in turn",
