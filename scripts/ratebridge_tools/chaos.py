@@ -2,10 +2,11 @@
 
 Each scenario runs a fresh `LocalPipeline` (moto for EventBridge, SQS and
 DynamoDB, the fault proxy in front of DynamoDB, the Genesys emulator, the
-real handler in worker processes) on a small load, switches one fault on
-`FAULT_AT` seconds after the fleet is up and off `hold` seconds later (or
-does one thing once: kill, revoke, restart), drains the queue and checks,
-from the servers' own records:
+real handler in worker processes) on a small load. A timeline switches each
+of its faults on at `at` seconds after the fleet is up and off `hold`
+seconds later (hold 0: one act, such as a kill, a revocation or a restart),
+in turn; the queue is drained, and then checked, from the servers' own
+records:
 
 - lost == 0: every good event is applied in its record (a conversation
   event's id is in the item's `eventIds`; a user's presence item is what the
@@ -17,12 +18,14 @@ from the servers' own records:
   granted (a grant is counted only by a successful conditional write), and
   no more token requests than the token bucket granted;
 - the window bound: no window of the limit holds more requests than the
-  limit, counting every request the fleet sent, answered or refused;
-- recovery: when work was left at the fault's end, the first record write
-  after it came within the scenario's stated bound.
+  limit, counting every request the fleet sent, answered or refused; and no
+  429 unless a fault answers 429;
+- recovery: after each fault ended, the first record write came within the
+  fault's stated bound.
 
-`recovery_s` is that first write's delay after the fault ended; `done_s` is
-when the last event was written, after the fault ended. The clock-skew
+`recoveries` holds each fault's first-write delay (None: nothing was written
+after it, so the fault struck when no work was left), `recovery_s` the
+slowest, `done_s` the last write after the last fault. The clock-skew
 experiment is separate (`skew_experiment`): it runs the limiter alone, where
 each caller's clock can be set.
 """
@@ -520,7 +523,7 @@ def judge(ran: Ran, scenario: Scenario) -> Outcome:
         problems.append(f"{busiest} requests in one {c.per_seconds:g} s window; limit {c.requests}")
     throttled = sum(1 for r in collected.emulator_records if r.status == 429)
     if throttled and not any(f.answers_429 for f in scenario.faults):
-        problems.append(f"{throttled} requests answered 429 without a storm")
+        problems.append(f"{throttled} requests answered 429, and no fault answers 429")
 
     writes = sorted(
         float(item["updatedAt"]) / 1000
