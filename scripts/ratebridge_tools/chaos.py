@@ -744,6 +744,20 @@ class SkewResult:
     def ok(self) -> bool:
         return self.over_grant <= self.bound
 
+    def summary(self) -> str:
+        offsets = "/".join(f"{o * 1000:+g}" for o in sorted(set(self.offsets_s)))
+        spread = max(self.offsets_s) - min(self.offsets_s)
+        rate = self.requests / self.per_seconds
+        return (
+            f"{len(self.offsets_s)} callers at {offsets} ms, {self.requests} per "
+            f"{self.per_seconds:g} s: {self.grants} grants, at most {self.max_window} in any "
+            f"{self.per_seconds:g} s of true time; over-grant {self.over_grant}, bound "
+            f"ceil({spread:g} s x {rate:g}/s) = {self.bound}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
 
 def skew_experiment(
     endpoint: str,

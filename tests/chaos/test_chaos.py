@@ -19,7 +19,6 @@ from ratebridge_tools.chaos import (
     Outcome,
     Ran,
     Scenario,
-    scenario_named,
     scenario_run,
     skew_experiment,
 )
@@ -40,7 +39,7 @@ def test_every_promise_holds_under(scenario: Scenario) -> None:
     with scenario_run(scenario) as ran:
         outcome = ran.judge(scenario)
         leaks = _leaks(ran)
-        tampered = _tamper(ran, outcome) if scenario.in_short else None
+        tampered = _tamper(ran, scenario, outcome) if scenario.in_short else None
     # Then the faults bit (requests they answered, workers they killed), each
     # while work was left (records were written after each one ended) ...
     assert outcome.fault_hits > 0, outcome
@@ -81,7 +80,7 @@ def test_the_control_run_is_clean() -> None:
     assert clean.dlq == ran.load.malformed
 
 
-def _tamper(ran: Ran, outcome: Outcome) -> tuple[Outcome, str, int]:
+def _tamper(ran: Ran, scenario: Scenario, outcome: Outcome) -> tuple[Outcome, str, int]:
     """Lose one conversation's item, make another count an event twice, and
     lower the bucket's grants below Genesys's count; judge again. Returns the
     new outcome, the lost conversation and how many events it held."""
@@ -98,7 +97,6 @@ def _tamper(ran: Ran, outcome: Outcome) -> tuple[Outcome, str, int]:
         UpdateExpression="ADD eventsApplied :one",
         ExpressionAttributeValues={":one": {"N": "1"}},
     )
-    scenario = scenario_named(outcome.scenario)
     ran.grants[settings.genesys.bucket] = outcome.upstream_requests - 1
     return ran.judge(scenario), keys[0], len(gone["eventIds"]["SS"])
 
